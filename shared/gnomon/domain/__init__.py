@@ -1,0 +1,1 @@
+"""The pure core: models, specs, policies and errors. No I/O, no wall clock."""
