@@ -11,6 +11,8 @@ Implementations: `gnomon.adapters.memory` (unit tests, the fake) and `gnomon.ada
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,7 +112,9 @@ class CatalogStore(Protocol):
         """Delete the current version (the audit trail stays). `NotFound`; `Conflict` on mismatch."""
         ...
 
-    def list(self, kind: str, *, after: str | None, limit: int, tag: str | None = None) -> Page[CatalogRecord]:
+    def list(
+        self, kind: str, *, after: str | None, limit: int, tag: str | None = None
+    ) -> Page[CatalogRecord]:
         """Current versions sorted by name, names > `after`; `tag` filters (pages may be short)."""
         ...
 
@@ -148,11 +152,13 @@ class ScheduleStore(Protocol):
         """Sorted by schedule_id, ids > `after`, filtered by group and/or definition."""
         ...
 
-    def ids_using_definition(self, definition: str, *, limit: int) -> list[str]:
+    def ids_using_definition(self, definition: str, *, limit: int) -> builtins.list[str]:
         """Up to `limit` schedule ids whose definition is `definition` (sorted)."""
         ...
 
-    def due(self, shard: int, until: datetime, *, limit: int, after: DueEntry | None = None) -> list[DueEntry]:
+    def due(
+        self, shard: int, until: datetime, *, limit: int, after: DueEntry | None = None
+    ) -> builtins.list[DueEntry]:
         """Entries of one shard with next_fire_at <= until, oldest first, after `after`."""
         ...
 

@@ -1,0 +1,10 @@
+"""The wall clock, the one place services get `now` from in production."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)

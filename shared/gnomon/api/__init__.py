@@ -1,0 +1,1 @@
+"""The management HTTP API (Powertools APIGatewayHttpResolver)."""

@@ -1,0 +1,319 @@
+"""The management HTTP API: Powertools `APIGatewayHttpResolver` over the services.
+
+Routes are thin: validate (pydantic, through Powertools), call a use case, shape the answer.
+Errors are mapped once, in `gnomon.api.errors`. The checks Powertools cannot express — body size,
+media type, JSON-ness, unknown query parameters, 405 — happen at the edge in `lambda_handler`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from pydantic import AwareDatetime, Field
+
+from gnomon import __version__
+from gnomon.api.errors import error_response, json_response, logger, validation_error
+from gnomon.domain.errors import (
+    BadRequest,
+    GnomonError,
+    InvalidArgument,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from gnomon.domain.model import (
+    DefinitionBody,
+    DefinitionReplace,
+    Mutation,
+    PreviewRequest,
+    ScheduleCreate,
+    ScheduleUpdate,
+)
+from gnomon.services.common import Caller, page_size
+from gnomon.services.idempotency import run_once
+from gnomon.wiring import services
+
+MAX_BODY = 256 * 1024
+DEV_PRINCIPAL = "anonymous"
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+PageSize = Annotated[str | None, Query(alias="page_size", description="1–1000, default 100")]
+PageToken = Annotated[str | None, Query(description="opaque, from next_page_token")]
+
+
+# --- edge ---------------------------------------------------------------------------------------
+
+
+@app.exception_handler(GnomonError)
+def _gnomon_error(exc: GnomonError) -> Response:
+    return error_response(exc)
+
+
+@app.exception_handler(RequestValidationError)
+def _validation_error(exc: RequestValidationError) -> Response:
+    return error_response(validation_error(exc))
+
+
+@app.exception_handler(NotFoundError)
+def _not_found(exc: NotFoundError) -> Response:
+    event = app.current_event
+    path, method = event.path, event.http_method.upper()
+    others = {r.method for r in app._static_routes + app._dynamic_routes if r.rule.match(path)}
+    if others and method not in others:
+        return error_response(
+            MethodNotAllowed(f"{method} is not allowed on {path}", {"allowed": sorted(others)})
+        )
+    return error_response(NotFound(f"route/{method} {path}", f"no route for {method} {path}"))
+
+
+def _unknown_query(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    """Unknown query parameters are 422 (a typo is never silently dropped)."""
+    route = app.context.get("_route")
+    if route is not None:
+        known = {p.alias or p.name for p in route.dependant.query_params}
+        for name in app.current_event.query_string_parameters or {}:
+            if name not in known:
+                raise InvalidArgument(f"query.{name}", "unknown query parameter")
+    return next_middleware(app)
+
+
+app.use(middlewares=[_unknown_query])
+
+
+def _edge_checks(event: dict[str, Any]) -> GnomonError | None:
+    """Body size, media type and JSON-ness, before routing; an empty action body counts as {}."""
+    method = event.get("requestContext", {}).get("http", {}).get("method", "GET").upper()
+    raw = event.get("body") or ""
+    body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
+    if len(body) > MAX_BODY:
+        return PayloadTooLarge("the body is larger than 256 KB")
+    if method not in ("POST", "PUT", "PATCH"):
+        return None
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    if not body.strip():
+        event["body"], event["isBase64Encoded"] = "{}", False
+        headers["content-type"] = "application/json"
+        event["headers"] = headers
+        return None
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        return UnsupportedMediaType("send the body as application/json")
+    try:
+        parsed = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return BadRequest("the body is not valid JSON")
+    if not isinstance(parsed, dict):
+        return BadRequest("the body must be a JSON object")
+    event["body"], event["isBase64Encoded"] = body.decode(), False
+    headers["content-type"] = "application/json"
+    event["headers"] = headers
+    return None
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """API Gateway HTTP API (payload v2) entry point."""
+    err = _edge_checks(event)
+    if err is not None:
+        resp = error_response(err)
+        return {
+            "statusCode": resp.status_code,
+            "headers": {"Content-Type": "application/json"},
+            "body": resp.body,
+        }
+    return app.resolve(event, context)
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    logger.exception("unhandled error")
+    return json_response(500, {"error": {"code": "internal", "message": "internal error", "details": {}}})
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _caller(identity: str | None) -> Caller:
+    ctx = app.current_event.raw_event.get("requestContext", {})
+    auth = ctx.get("authorizer") or {}
+    principal = (
+        (auth.get("iam") or {}).get("userArn")
+        or ((auth.get("jwt") or {}).get("claims") or {}).get("sub")
+        or DEV_PRINCIPAL
+    )
+    return Caller(principal=principal, identity=identity)
+
+
+def _raw_body() -> Any:
+    return app.current_event.json_body
+
+
+def _mutate(body: Mutation | None, action: Callable[[], tuple[int, Any]]) -> Response:
+    """Run a mutating use case once per `request_id`; a replay answers 200 with the first body."""
+    s = services()
+    request_id = body.request_id if body is not None else None
+    scope = f"{app.current_event.http_method} {app.current_event.path}"
+    status, answer = run_once(s.requests, scope, request_id, _raw_body(), s.clock.now(), action)
+    return json_response(status, answer)
+
+
+def _flag(name: str, raw: str | None) -> bool | None:
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise InvalidArgument(f"query.{name}", "must be true or false")
+
+
+# --- health and docs ----------------------------------------------------------------------------
+
+
+@app.get("/v1/health", summary="Health", tags=["meta"])
+def health() -> Response:
+    body: dict[str, Any] = {"status": "ok", "version": __version__}
+    if endpoint := os.environ.get("GNOMON_DEV_AWS_ENDPOINT"):
+        body["aws_endpoint"] = endpoint
+    return json_response(200, body)
+
+
+@app.get("/v1/openapi.json", summary="The OpenAPI 3.1 document of this API", tags=["meta"])
+def openapi() -> Response:
+    doc = app.get_openapi_json_schema(title="gnomon", version=__version__)
+    return Response(status_code=200, content_type="application/json", body=doc)
+
+
+# --- definitions --------------------------------------------------------------------------------
+
+
+@app.post("/v1/definitions", summary="Create a definition", tags=["definitions"])
+def create_definition(body: Annotated[DefinitionBody, Body()]) -> Response:
+    return _mutate(body, lambda: (201, services().definitions.create(body, _caller(body.identity))))
+
+
+@app.get("/v1/definitions", summary="List definitions, sorted by name", tags=["definitions"])
+def list_definitions(
+    tag: Annotated[str | None, Query()] = None, page_size_: PageSize = None, page_token: PageToken = None
+) -> Response:
+    return json_response(
+        200, services().definitions.list(tag=tag, page_token=page_token, page_size=page_size(page_size_))
+    )
+
+
+@app.get("/v1/definitions/<name>", summary="Describe a definition", tags=["definitions"])
+def get_definition(name: str) -> Response:
+    return json_response(200, services().definitions.get(name))
+
+
+@app.put(
+    "/v1/definitions/<name>", summary="Replace a definition (version: precondition)", tags=["definitions"]
+)
+def replace_definition(name: str, body: Annotated[DefinitionReplace, Body()]) -> Response:
+    return _mutate(body, lambda: (200, services().definitions.replace(name, body, _caller(body.identity))))
+
+
+@app.delete(
+    "/v1/definitions/<name>",
+    summary="Delete a definition (409 in_use while schedules use it)",
+    tags=["definitions"],
+)
+def delete_definition(name: str) -> Response:
+    services().definitions.delete(name)
+    return json_response(204, None)
+
+
+@app.get("/v1/definitions/<name>/versions", summary="Every version, newest first", tags=["definitions"])
+def definition_versions(name: str, page_size_: PageSize = None, page_token: PageToken = None) -> Response:
+    return json_response(
+        200, services().definitions.versions(name, page_token=page_token, page_size=page_size(page_size_))
+    )
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+
+class PauseRequest(Mutation):
+    note: str | None = Field(None, max_length=4096, description='default "paused"')
+    until: AwareDatetime | None = Field(None, description="unpause by itself then (catch_up none)")
+
+
+class UnpauseRequest(Mutation):
+    note: str | None = Field(None, max_length=4096, description='default "unpaused"')
+    catch_up: Literal["none", "latest", "all"] = "none"
+
+
+@app.post("/v1/schedules", summary="Create a schedule", tags=["schedules"])
+def create_schedule(body: Annotated[ScheduleCreate, Body()]) -> Response:
+    return _mutate(body, lambda: (201, services().schedules.create(body, _caller(body.identity))))
+
+
+@app.get("/v1/schedules", summary="List schedules, sorted by id", tags=["schedules"])
+def list_schedules(
+    group: Annotated[str | None, Query()] = None,
+    definition: Annotated[str | None, Query()] = None,
+    paused: Annotated[str | None, Query(description="true | false")] = None,
+    tag: Annotated[str | None, Query()] = None,
+    page_size_: PageSize = None,
+    page_token: PageToken = None,
+) -> Response:
+    answer = services().schedules.list(
+        group=group,
+        definition=definition,
+        paused=_flag("paused", paused),
+        tag=tag,
+        page_token=page_token,
+        page_size=page_size(page_size_),
+    )
+    return json_response(200, answer)
+
+
+@app.post("/v1/schedules/preview", summary="Next nominal times of a spec", tags=["schedules"])
+def preview_schedule(body: Annotated[PreviewRequest, Body()]) -> Response:
+    return json_response(200, services().schedules.preview(body))
+
+
+@app.get("/v1/schedules/<schedule_id>", summary="Describe a schedule", tags=["schedules"])
+def describe_schedule(schedule_id: str) -> Response:
+    return json_response(200, services().schedules.describe(schedule_id))
+
+
+@app.put(
+    "/v1/schedules/<schedule_id>",
+    summary="Update a schedule (conflict_token: precondition)",
+    tags=["schedules"],
+)
+def update_schedule(schedule_id: str, body: Annotated[ScheduleUpdate, Body()]) -> Response:
+    return _mutate(
+        body, lambda: (200, services().schedules.update(schedule_id, body, _caller(body.identity)))
+    )
+
+
+@app.delete("/v1/schedules/<schedule_id>", summary="Delete a schedule", tags=["schedules"])
+def delete_schedule(schedule_id: str) -> Response:
+    services().schedules.delete(schedule_id)
+    return json_response(204, None)
+
+
+@app.post("/v1/schedules/<schedule_id>/pause", summary="Pause a schedule", tags=["schedules"])
+def pause_schedule(schedule_id: str, body: Annotated[PauseRequest, Body()]) -> Response:
+    caller = _caller(body.identity)
+    return _mutate(
+        body, lambda: (200, services().schedules.pause(schedule_id, body.note, body.until, caller))
+    )
+
+
+@app.post("/v1/schedules/<schedule_id>/unpause", summary="Unpause a schedule", tags=["schedules"])
+def unpause_schedule(schedule_id: str, body: Annotated[UnpauseRequest, Body()]) -> Response:
+    caller = _caller(body.identity)
+    return _mutate(
+        body, lambda: (200, services().schedules.unpause(schedule_id, body.note, body.catch_up, caller))
+    )
