@@ -12,7 +12,6 @@ Implementations: `gnomon.adapters.memory` (unit tests, the fake) and `gnomon.ada
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,10 +90,14 @@ class Clock(Protocol):
 
 class CatalogStore(Protocol):
     """Named, versioned documents with an audit trail of every version (definitions, calendars,
-    groups). `kind` separates the namespaces."""
+    groups). `kind` separates the namespaces.
+
+    Each create of a name begins a new incarnation at version 1 (a name deleted and created
+    again starts over at 1); the audit trail keeps every version of every incarnation."""
 
     def create(self, kind: str, name: str, doc: JSON, *, tags: list[str] | None = None) -> CatalogRecord:
-        """Store version 1 (and its audit copy). `AlreadyExists` if the name is taken."""
+        """Store version 1 of a new incarnation (and its audit copy), also when the name existed
+        before and was deleted. `AlreadyExists` if the name is taken."""
         ...
 
     def get(self, kind: str, name: str) -> CatalogRecord:
@@ -119,7 +122,11 @@ class CatalogStore(Protocol):
         ...
 
     def versions(self, kind: str, name: str, *, after: str | None, limit: int) -> Page[CatalogRecord]:
-        """Every stored version, newest first. `NotFound` if the name never existed."""
+        """Every stored version of every incarnation, newest first: the current (or last)
+        incarnation's versions newest first, then the previous incarnation's, and so on; so
+        version numbers may repeat (create, replace, delete, create, replace → 2, 1, 2, 1).
+        `after` is a `last_key` this method returned (opaque; ValueError if it is not one).
+        `NotFound` if the name never existed."""
         ...
 
 
@@ -170,9 +177,13 @@ class ScheduleStore(Protocol):
 class RequestLog(Protocol):
     """`request_id` idempotency: first call claims the key, replays read what it answered."""
 
-    def claim(self, key: str, fingerprint: str, *, expires_at: datetime) -> RequestEntry | None:
-        """Record an in-progress request. Returns None when claimed now, or the existing entry
-        (which may belong to an expired claim only if `expires_at` has not passed)."""
+    def claim(
+        self, key: str, fingerprint: str, *, now: datetime, expires_at: datetime
+    ) -> RequestEntry | None:
+        """Record an in-progress request that expires at `expires_at`. Returns None when claimed
+        now, or the entry stored under `key`. A stored claim whose `expires_at` is before `now`
+        counts as absent (it is overwritten and None is returned); both instants are compared in
+        whole epoch seconds, the precision of DynamoDB's TTL attribute. Aware datetimes only."""
         ...
 
     def complete(self, key: str, status: int, body: Any) -> None:

@@ -179,7 +179,7 @@ def _flag(name: str, raw: str | None) -> bool | None:
 
 
 @app.get("/v1/health", summary="Health", tags=["meta"])
-def health() -> Response:
+def health():
     body: dict[str, Any] = {"status": "ok", "version": __version__}
     if endpoint := os.environ.get("GNOMON_DEV_AWS_ENDPOINT"):
         body["aws_endpoint"] = endpoint
@@ -187,7 +187,7 @@ def health() -> Response:
 
 
 @app.get("/v1/openapi.json", summary="The OpenAPI 3.1 document of this API", tags=["meta"])
-def openapi() -> Response:
+def openapi():
     doc = app.get_openapi_json_schema(title="gnomon", version=__version__)
     return Response(status_code=200, content_type="application/json", body=doc)
 
@@ -196,28 +196,28 @@ def openapi() -> Response:
 
 
 @app.post("/v1/definitions", summary="Create a definition", tags=["definitions"])
-def create_definition(body: Annotated[DefinitionBody, Body()]) -> Response:
+def create_definition(body: Annotated[DefinitionBody, Body()]):
     return _mutate(body, lambda: (201, services().definitions.create(body, _caller(body.identity))))
 
 
 @app.get("/v1/definitions", summary="List definitions, sorted by name", tags=["definitions"])
 def list_definitions(
     tag: Annotated[str | None, Query()] = None, page_size_: PageSize = None, page_token: PageToken = None
-) -> Response:
+):
     return json_response(
         200, services().definitions.list(tag=tag, page_token=page_token, page_size=page_size(page_size_))
     )
 
 
 @app.get("/v1/definitions/<name>", summary="Describe a definition", tags=["definitions"])
-def get_definition(name: str) -> Response:
+def get_definition(name: str):
     return json_response(200, services().definitions.get(name))
 
 
 @app.put(
     "/v1/definitions/<name>", summary="Replace a definition (version: precondition)", tags=["definitions"]
 )
-def replace_definition(name: str, body: Annotated[DefinitionReplace, Body()]) -> Response:
+def replace_definition(name: str, body: Annotated[DefinitionReplace, Body()]):
     return _mutate(body, lambda: (200, services().definitions.replace(name, body, _caller(body.identity))))
 
 
@@ -226,13 +226,13 @@ def replace_definition(name: str, body: Annotated[DefinitionReplace, Body()]) ->
     summary="Delete a definition (409 in_use while schedules use it)",
     tags=["definitions"],
 )
-def delete_definition(name: str) -> Response:
+def delete_definition(name: str):
     services().definitions.delete(name)
     return json_response(204, None)
 
 
 @app.get("/v1/definitions/<name>/versions", summary="Every version, newest first", tags=["definitions"])
-def definition_versions(name: str, page_size_: PageSize = None, page_token: PageToken = None) -> Response:
+def definition_versions(name: str, page_size_: PageSize = None, page_token: PageToken = None):
     return json_response(
         200, services().definitions.versions(name, page_token=page_token, page_size=page_size(page_size_))
     )
@@ -252,7 +252,7 @@ class UnpauseRequest(Mutation):
 
 
 @app.post("/v1/schedules", summary="Create a schedule", tags=["schedules"])
-def create_schedule(body: Annotated[ScheduleCreate, Body()]) -> Response:
+def create_schedule(body: Annotated[ScheduleCreate, Body()]):
     return _mutate(body, lambda: (201, services().schedules.create(body, _caller(body.identity))))
 
 
@@ -264,7 +264,7 @@ def list_schedules(
     tag: Annotated[str | None, Query()] = None,
     page_size_: PageSize = None,
     page_token: PageToken = None,
-) -> Response:
+):
     answer = services().schedules.list(
         group=group,
         definition=definition,
@@ -277,12 +277,12 @@ def list_schedules(
 
 
 @app.post("/v1/schedules/preview", summary="Next nominal times of a spec", tags=["schedules"])
-def preview_schedule(body: Annotated[PreviewRequest, Body()]) -> Response:
+def preview_schedule(body: Annotated[PreviewRequest, Body()]):
     return json_response(200, services().schedules.preview(body))
 
 
 @app.get("/v1/schedules/<schedule_id>", summary="Describe a schedule", tags=["schedules"])
-def describe_schedule(schedule_id: str) -> Response:
+def describe_schedule(schedule_id: str):
     return json_response(200, services().schedules.describe(schedule_id))
 
 
@@ -291,20 +291,20 @@ def describe_schedule(schedule_id: str) -> Response:
     summary="Update a schedule (conflict_token: precondition)",
     tags=["schedules"],
 )
-def update_schedule(schedule_id: str, body: Annotated[ScheduleUpdate, Body()]) -> Response:
+def update_schedule(schedule_id: str, body: Annotated[ScheduleUpdate, Body()]):
     return _mutate(
         body, lambda: (200, services().schedules.update(schedule_id, body, _caller(body.identity)))
     )
 
 
 @app.delete("/v1/schedules/<schedule_id>", summary="Delete a schedule", tags=["schedules"])
-def delete_schedule(schedule_id: str) -> Response:
+def delete_schedule(schedule_id: str):
     services().schedules.delete(schedule_id)
     return json_response(204, None)
 
 
 @app.post("/v1/schedules/<schedule_id>/pause", summary="Pause a schedule", tags=["schedules"])
-def pause_schedule(schedule_id: str, body: Annotated[PauseRequest, Body()]) -> Response:
+def pause_schedule(schedule_id: str, body: Annotated[PauseRequest, Body()]):
     caller = _caller(body.identity)
     return _mutate(
         body, lambda: (200, services().schedules.pause(schedule_id, body.note, body.until, caller))
@@ -312,7 +312,7 @@ def pause_schedule(schedule_id: str, body: Annotated[PauseRequest, Body()]) -> R
 
 
 @app.post("/v1/schedules/<schedule_id>/unpause", summary="Unpause a schedule", tags=["schedules"])
-def unpause_schedule(schedule_id: str, body: Annotated[UnpauseRequest, Body()]) -> Response:
+def unpause_schedule(schedule_id: str, body: Annotated[UnpauseRequest, Body()]):
     caller = _caller(body.identity)
     return _mutate(
         body, lambda: (200, services().schedules.unpause(schedule_id, body.note, body.catch_up, caller))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import functools
 import json
 import os
 import re
@@ -466,13 +467,19 @@ def resolve_value(template: Mapping[str, Any], value: Any, res: LocalResources) 
 # ------------------------------------------------------------------------------------ creation
 
 
+@functools.cache
+def _session() -> Any:
+    # One session per process: a new one reloads botocore's service models (~0.1 s a client).
+    return boto3.session.Session()
+
+
 def _client(service: str, *, endpoint_url: str | None, region: str) -> Any:
     kwargs: dict[str, Any] = {"region_name": region}
+    session = _session()
     if endpoint_url is not None:
         kwargs["endpoint_url"] = endpoint_url
-        if boto3.Session().get_credentials() is None:  # a local endpoint takes any credentials
+        if session.get_credentials() is None:  # a local endpoint takes any credentials
             kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
-    session: Any = boto3.session.Session()
     return session.client(service, **kwargs)
 
 

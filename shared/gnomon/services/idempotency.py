@@ -41,7 +41,7 @@ def run_once(
     fp = fingerprint(body)
     deadline = time.monotonic() + _WAIT_SECONDS
     while True:
-        existing = log.claim(key, fp, expires_at=now + TTL)
+        existing = log.claim(key, fp, now=now, expires_at=now + TTL)
         if existing is None:
             break
         if existing.fingerprint != fp:
