@@ -51,7 +51,7 @@ def services() -> Services:
     """The process-wide services, from the environment."""
     from gnomon.adapters.clock import SystemClock
 
-    netpolicy.configure(_allowed_networks())
+    configure_network_policy()
     if os.environ.get("GNOMON_STORE") == "memory":
         from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryScheduleStore
 
@@ -71,6 +71,11 @@ def services() -> Services:
         requests=DynamoRequestLog(),
         token_key=_token_key(),
     )
+
+
+def configure_network_policy() -> None:
+    """Set the target network policy from the environment (before any request is validated)."""
+    netpolicy.configure(_allowed_networks())
 
 
 def _allowed_networks() -> list[str]:

@@ -41,12 +41,13 @@ from gnomon.domain.model import (
 )
 from gnomon.services.common import Caller, page_size
 from gnomon.services.idempotency import run_once
-from gnomon.wiring import services
+from gnomon.wiring import configure_network_policy, services
 
 MAX_BODY = 256 * 1024
 DEV_PRINCIPAL = "anonymous"
 
 app = APIGatewayHttpResolver(enable_validation=True)
+configure_network_policy()  # request bodies are validated before any use case runs
 
 PageSize = Annotated[str | None, Query(alias="page_size", description="1–1000, default 100")]
 PageToken = Annotated[str | None, Query(description="opaque, from next_page_token")]
