@@ -1,8 +1,27 @@
-"""EventBridge rate(1 minute) → one tick of the scheduler."""
+"""EventBridge rate(1 minute) → one tick: enqueue due firings, advance schedules, sweep leases."""
 
+from __future__ import annotations
+
+from dataclasses import asdict
 from typing import Any
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
+from gnomon.wiring import services
+
+logger = Logger(service="gnomon")
+metrics = Metrics(namespace="gnomon", service="ticker")
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    # The firing pipeline (issue: ticker → SQS → worker) fills this in.
-    return {"enqueued": 0}
+    time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else (lambda: 60.0)
+    report = services().ticker.tick(time_left)
+    metrics.add_metric("FiringsEnqueued", MetricUnit.Count, report.firings_enqueued)
+    metrics.add_metric("DueItemsRead", MetricUnit.Count, report.due_read)
+    metrics.add_metric("RunsSwept", MetricUnit.Count, report.runs_swept)
+    if report.errors:
+        logger.warning("tick errors", extra={"errors": report.errors[:20]})
+    return asdict(report)

@@ -193,3 +193,123 @@ class RequestLog(Protocol):
     def release(self, key: str) -> None:
         """Forget a claim whose request failed (so a retry may run it)."""
         ...
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as stored.
+
+    `doc` is the run resource (CONTRACT.md §6 fields, plus `attempts` and `events` for history).
+    Location: a scheduled firing's run lives in partition `s#<schedule_id>`, an executed one in
+    `d#<definition>`, sorted by `nominal_time` then `run_id`; runs whose id does not encode the
+    location (`gnomon.domain.runs.parse_scheduled_run_id` is None) also get a pointer item, so
+    `get(run_id)` needs no index. `active_at` puts the run into the sparse `active` index at that
+    instant (a running attempt's lease expiry, or when a pending attempt is due): the ticker's
+    sweep finds lost and long-delayed attempts there. None = not active (closed runs).
+    `expires_at` is the TTL (retention) instant.
+    """
+
+    run_id: str
+    doc: JSON
+    schedule_id: str | None
+    definition: str
+    nominal_time: datetime
+    status: str
+    active_at: datetime | None = None
+    expires_at: datetime | None = None
+    version: int = 0
+
+
+class RunStore(Protocol):
+    """Runs, their history, and the sparse `active` index of runs that still need attention."""
+
+    shards: int
+
+    def create(self, rec: RunRecord) -> RunRecord:
+        """Store with version 1 (plus its pointer item when the id does not encode the location),
+        atomically. `AlreadyExists` (with `details={"current": doc}`) if the run id exists."""
+        ...
+
+    def get(self, run_id: str) -> RunRecord:
+        """`NotFound(f"run/{run_id}")` if absent."""
+        ...
+
+    def update(self, rec: RunRecord, *, expected_version: int) -> RunRecord:
+        """Replace doc / status / active_at / expires_at if the stored version is `expected_version`;
+        version + 1. `NotFound`; `Conflict(current=doc)` on a mismatch."""
+        ...
+
+    def list(
+        self,
+        *,
+        schedule_id: str | None = None,
+        definition: str | None = None,
+        statuses: builtins.list[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: str | None,
+        limit: int,
+    ) -> Page[RunRecord]:
+        """Newest `nominal_time` first, then `run_id` descending; `start` inclusive, `end` exclusive.
+        With neither schedule_id nor definition, every run (merged across definitions)."""
+        ...
+
+    def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
+        """The schedule's newest runs by nominal time (for describe's recent_actions)."""
+        ...
+
+    def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
+        """Runs of one shard whose `active_at` <= until, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message for the firing queue, delivered `delay_seconds` (0–900) after sending."""
+
+    body: JSON
+    delay_seconds: int = 0
+
+
+class FiringQueue(Protocol):
+    """The SQS firing queue (sending side; the event source mapping does the receiving)."""
+
+    def send(self, messages: builtins.list[OutgoingMessage]) -> None:
+        """Send all messages (in batches of 10); raise if any could not be sent."""
+        ...
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One attempt of a run, as a target invoker needs it."""
+
+    run_id: str
+    attempt: int
+    definition: str
+    schedule_id: str | None
+    nominal_time: datetime
+    scheduled_time: datetime
+    previous_nominal_time: datetime | None
+    last_success_time: datetime | None
+    input: Any
+    target: JSON
+    signing_secret: str
+    callback_token: str
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended. `accepted` = an http 202: finished later through the callback."""
+
+    status: str  # "completed" | "failed" | "timed_out" | "accepted"
+    result: Any = None
+    error: JSON | None = None
+    retryable: bool = True
+    retry_after: float | None = None
+
+
+class TargetInvoker(Protocol):
+    def invoke(self, inv: Invocation) -> Outcome:
+        """Call the target once; never raise for the target's own failures."""
+        ...

@@ -9,13 +9,28 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from gnomon.domain import netpolicy
-from gnomon.ports import CatalogStore, Clock, RequestLog, ScheduleStore
+from gnomon.domain.spec import Calendar, CompiledSpec, Spec, compile_spec
+from gnomon.ports import (
+    JSON,
+    CatalogStore,
+    Clock,
+    FiringQueue,
+    RequestLog,
+    RunStore,
+    ScheduleStore,
+    TargetInvoker,
+)
 from gnomon.services.catalog import Calendars, Definitions
+from gnomon.services.execute import Executor
 from gnomon.services.pagetoken import PageTokens
+from gnomon.services.runs import Runs
 from gnomon.services.schedules import Schedules
+from gnomon.services.tick import Ticker
 
 
 @dataclass
@@ -23,11 +38,16 @@ class Services:
     clock: Clock
     catalog: CatalogStore
     schedule_store: ScheduleStore
+    run_store: RunStore
     requests: RequestLog
+    queue: FiringQueue
     tokens: PageTokens
     definitions: Definitions
     calendars: Calendars
     schedules: Schedules
+    ticker: Ticker
+    executor: Executor
+    runs: Runs
 
 
 def build(
@@ -35,15 +55,61 @@ def build(
     clock: Clock,
     catalog: CatalogStore,
     schedule_store: ScheduleStore,
+    run_store: RunStore,
     requests: RequestLog,
+    queue: FiringQueue,
+    invoker: TargetInvoker | None,
     token_key: bytes,
+    horizon_seconds: float = 60.0,
+    worker_id: str = "worker",
 ) -> Services:
     """Wire the use cases over the given adapters."""
     tokens = PageTokens(token_key)
     definitions = Definitions(catalog, schedule_store, clock, tokens)
     calendars = Calendars(catalog, clock, tokens)
-    schedules = Schedules(schedule_store, definitions, calendars, clock, tokens)
-    return Services(clock, catalog, schedule_store, requests, tokens, definitions, calendars, schedules)
+
+    def compile_doc(spec: JSON) -> CompiledSpec:
+        model = Spec.model_validate(spec)
+        named = calendars.resolve(model.exclude_calendar_refs, "spec.exclude_calendar_refs")
+        return compile_spec(model, named_exclusions=[Calendar.model_validate(c) for c in named])
+
+    ticker = Ticker(schedule_store, run_store, queue, clock, compile_doc, horizon_seconds=horizon_seconds)
+    schedules = Schedules(
+        schedule_store, definitions, calendars, clock, tokens, runs=run_store, planner=ticker.plan
+    )
+    executor = Executor(
+        schedule_store,
+        run_store,
+        catalog,
+        queue,
+        clock,
+        invoker or _NoInvoker(),
+        worker_id=worker_id,
+        retention_days=int(os.environ.get("GNOMON_RUN_RETENTION_DAYS", "30")),
+    )
+    runs = Runs(run_store, catalog, queue, clock, tokens, executor)
+    return Services(
+        clock,
+        catalog,
+        schedule_store,
+        run_store,
+        requests,
+        queue,
+        tokens,
+        definitions,
+        calendars,
+        schedules,
+        ticker,
+        executor,
+        runs,
+    )
+
+
+class _NoInvoker:
+    """The API never invokes targets; a misuse fails loudly."""
+
+    def invoke(self, inv: Any) -> Any:
+        raise RuntimeError("this process does not invoke targets")
 
 
 @functools.cache
@@ -52,25 +118,60 @@ def services() -> Services:
     from gnomon.adapters.clock import SystemClock
 
     configure_network_policy()
+    horizon = float(os.environ.get("GNOMON_HORIZON_SECONDS", "60"))
     if os.environ.get("GNOMON_STORE") == "memory":
-        from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryScheduleStore
+        from gnomon.adapters.memory import (
+            MemoryCatalogStore,
+            MemoryRequestLog,
+            MemoryRunStore,
+            MemoryScheduleStore,
+        )
+        from gnomon.adapters.memory_queue import MemoryFiringQueue
 
         return build(
             clock=SystemClock(),
             catalog=MemoryCatalogStore(),
             schedule_store=MemoryScheduleStore(),
+            run_store=MemoryRunStore(),
             requests=MemoryRequestLog(),
+            queue=MemoryFiringQueue(),
+            invoker=None,
             token_key=_token_key(),
+            horizon_seconds=horizon,
         )
-    from gnomon.adapters.dynamo import DynamoCatalogStore, DynamoRequestLog, DynamoScheduleStore
+    from gnomon.adapters.dynamo import (
+        DynamoCatalogStore,
+        DynamoRequestLog,
+        DynamoRunStore,
+        DynamoScheduleStore,
+    )
+    from gnomon.adapters.sqs import SqsFiringQueue
 
     return build(
         clock=SystemClock(),
         catalog=DynamoCatalogStore(),
         schedule_store=DynamoScheduleStore(),
+        run_store=DynamoRunStore(),
         requests=DynamoRequestLog(),
+        queue=SqsFiringQueue(),
+        invoker=_LazyInvoker(),
         token_key=_token_key(),
+        horizon_seconds=horizon,
+        worker_id=f"worker-{uuid.uuid4().hex[:12]}",
     )
+
+
+class _LazyInvoker:
+    """Builds the target invokers on first use, so the API and ticker never import them."""
+
+    @functools.cached_property
+    def _real(self) -> TargetInvoker:
+        from gnomon.adapters.targets import build_invoker
+
+        return build_invoker(allow_python_modules=None)
+
+    def invoke(self, inv: Any) -> Any:
+        return self._real.invoke(inv)
 
 
 def configure_network_policy() -> None:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from gnomon.adapters.dynamo import DynamoCatalogStore, DynamoRequestLog, DynamoScheduleStore
-from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryScheduleStore
+from gnomon.adapters.dynamo import DynamoCatalogStore, DynamoRequestLog, DynamoRunStore, DynamoScheduleStore
+from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryRunStore, MemoryScheduleStore
 from gnomon.local.motolock import serialised_moto_dynamodb
 from gnomon.local.template import create_resources, load_template
-from gnomon.ports import CatalogStore, RequestLog, ScheduleStore
+from gnomon.ports import CatalogStore, RequestLog, RunStore, ScheduleStore
 
 BACKENDS = ["memory", "dynamo"]
 
@@ -81,3 +81,20 @@ def schedules(backend: str) -> ScheduleStore:
 @pytest.fixture
 def requests_log(backend: str) -> RequestLog:
     return MemoryRequestLog() if backend == "memory" else DynamoRequestLog()
+
+
+@pytest.fixture
+def runs_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The runs table (moto), named in `GNOMON_RUNS_TABLE`: `<prefix><LogicalId>`, as the
+    loader names tables."""
+    name = f"{PREFIX}RunsTable"
+    monkeypatch.setenv("GNOMON_RUNS_TABLE", name)
+    return name
+
+
+@pytest.fixture
+def runs(backend: str, request: pytest.FixtureRequest) -> RunStore:
+    if backend == "memory":
+        return MemoryRunStore()
+    request.getfixturevalue("runs_table")
+    return DynamoRunStore()

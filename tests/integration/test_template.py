@@ -47,8 +47,7 @@ KEYS: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[list[tuple[str, str
         [("pk", "HASH"), ("sk", "RANGE")],
         {
             "active": ([("active_shard", "HASH"), ("active_key", "RANGE")], "KEYS_ONLY"),
-            "by_definition": ([("definition", "HASH"), ("nominal_key", "RANGE")], "KEYS_ONLY"),
-            "by_run_id": ([("run_id", "HASH")], "KEYS_ONLY"),
+            "by_time": ([("time_shard", "HASH"), ("time_key", "RANGE")], "INCLUDE"),
         },
     ),
     "TasksTable": (

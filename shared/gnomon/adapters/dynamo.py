@@ -14,6 +14,16 @@ Tables (names from env at runtime; the SAM template declares the same keys and i
   `due_key` = "<sortable next_fire_at>#<schedule_id>"), KEYS_ONLY GSIs `by_kind`,
   `by_definition`, `by_group` (list → query the index, then BatchGetItem the items).
 - requests `GNOMON_REQUESTS_TABLE`: `pk`; `expires_at` (epoch seconds) is the TTL attribute.
+- runs `GNOMON_RUNS_TABLE`: `pk` = "s#<schedule_id>" (runs of a schedule) or "d#<definition>"
+  (runs without one), `sk` = "r#<sortable nominal_time>#<run_id>", so a schedule's runs list
+  newest first from its partition. A scheduled firing's id (`gnomon.domain.runs`) encodes its key:
+  one conditional put creates it. Any other id also gets a pointer item (`pk` = "id#<run_id>",
+  `sk` = "ptr", `run_pk`, `run_sk`), put with the run in ONE TransactWriteItems, both conditional
+  on absence: that makes every run id unique. GSIs: `by_time` on (`time_shard` = CRC-32 of the
+  run id mod 4, `time_key` = "<sortable nominal_time>#<run_id>"), projecting `definition` (never
+  `status`, which changes), for lists across schedules (the 4 shards merged newest first); sparse
+  KEYS_ONLY `active` on (`active_shard`, `active_key` = "<sortable active_at>#<run_id>"), absent
+  when `active_at` is None. `expires_at` (epoch seconds) is the TTL attribute.
 
 Storage choices: `doc` is a JSON string (exact round trip of ints/floats/nulls/key order, no
 DynamoDB type mapping to drift from the in-memory fake); schedule counters are a map attribute
@@ -36,7 +46,9 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -51,13 +63,18 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
+from pynamodb.pagination import PageIterator
 from pynamodb.transactions import TransactWrite
 
 from gnomon.adapters.memory import (
     DEFAULT_SHARDS,
+    TIME_SHARDS,
+    already_exists_run,
     check_limit,
+    check_run,
+    check_run_location,
     check_schedule,
     conflict_current,
     due_key,
@@ -65,18 +82,24 @@ from gnomon.adapters.memory import (
     epoch_seconds,
     parse_due_key,
     parse_version_key,
+    run_key_range,
+    run_partition,
+    run_time_key,
     shard_of,
+    split_run_time_key,
     store_instant,
     version_key,
 )
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
-from gnomon.ports import JSON, CatalogRecord, DueEntry, Page, RequestEntry, ScheduleRecord
+from gnomon.domain.runs import parse_scheduled_run_id
+from gnomon.ports import JSON, CatalogRecord, DueEntry, Page, RequestEntry, RunRecord, ScheduleRecord
 
-__all__ = ["DynamoCatalogStore", "DynamoRequestLog", "DynamoScheduleStore", "shard_of"]
+__all__ = ["DynamoCatalogStore", "DynamoRequestLog", "DynamoRunStore", "DynamoScheduleStore", "shard_of"]
 
 CATALOG_TABLE_ENV = "GNOMON_CATALOG_TABLE"
 SCHEDULES_TABLE_ENV = "GNOMON_SCHEDULES_TABLE"
 REQUESTS_TABLE_ENV = "GNOMON_REQUESTS_TABLE"
+RUNS_TABLE_ENV = "GNOMON_RUNS_TABLE"
 SHARDS_ENV = "GNOMON_DUE_SHARDS"
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -691,3 +714,468 @@ class DynamoRequestLog:
         except DeleteError as e:
             if e.cause_response_code != _CONDITION_FAILED:
                 raise
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+class _RunByTime(GlobalSecondaryIndex["_RunItem"]):
+    class Meta:
+        index_name = "by_time"
+        # Never `status`: a projected attribute that changes costs an index write per change.
+        projection = IncludeProjection(["definition"])
+
+    time_shard = UnicodeAttribute(hash_key=True)
+    time_key = UnicodeAttribute(range_key=True)
+
+
+class _RunActive(GlobalSecondaryIndex["_RunItem"]):
+    class Meta:
+        index_name = "active"
+        projection = KeysOnlyProjection()
+
+    active_shard = UnicodeAttribute(hash_key=True)
+    active_key = UnicodeAttribute(range_key=True)
+
+
+class _RunItem(Model):
+    """A run: pk "s#<schedule_id>" or "d#<definition>", sk "r#<sortable nominal>#<run_id>"."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    doc = UnicodeAttribute()
+    version = NumberAttribute()
+    run_id = UnicodeAttribute()
+    definition = UnicodeAttribute()
+    status = UnicodeAttribute()
+    schedule_id = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+    time_shard = UnicodeAttribute()  # str(shard_of(run_id, TIME_SHARDS))
+    time_key = UnicodeAttribute()  # "<sortable nominal>#<run_id>" (= sk without "r#")
+    active_shard = UnicodeAttribute(null=True)  # both absent when active_at is None: sparse
+    active_key = UnicodeAttribute(null=True)  # "<sortable active_at>#<run_id>"
+
+    by_time = _RunByTime()
+    active = _RunActive()
+
+
+class _RunPointer(Model):
+    """Where a run whose id does not encode its location lives: pk "id#<run_id>", sk "ptr"."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    run_pk = UnicodeAttribute()
+    run_sk = UnicodeAttribute()
+
+
+_RUN_SK_PREFIX = "r#"
+_POINTER_SK = "ptr"
+# Query calls one `list` may make before it returns a short page (whose `last_key` resumes
+# after everything examined): filters may reject most of a partition, and a list must not read
+# all of it in one request.
+_LIST_READS = 16
+# Items a filtered list asks per Query page (an unfiltered one asks limit + 1).
+_FILTERED_PAGE = 100
+
+
+def _run_location(rec: RunRecord) -> tuple[str, str]:
+    """(pk, sk) of a run item."""
+    return run_partition(rec.schedule_id, rec.definition), _RUN_SK_PREFIX + run_time_key(
+        store_instant(rec.nominal_time), rec.run_id
+    )
+
+
+def _pointer_pk(run_id: str) -> str:
+    return f"id#{run_id}"
+
+
+class _Reads:
+    """The Query budget of one `list` call."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def take(self) -> bool:
+        if self.left < 1:
+            return False
+        self.left -= 1
+        return True
+
+
+@dataclass
+class _Candidate:
+    """A run a list may return: its time key, its item's key, and the item when the query read
+    it whole (None: an index entry, BatchGet the item)."""
+
+    key: str
+    pk: str
+    sk: str
+    item: _RunItem | None
+
+
+# Yields candidates newest first; returns None when nothing more matches, or the time key to
+# resume below when the Query budget ran out (everything at or above it has been yielded).
+_Source = Generator[_Candidate, None, str | None]
+
+
+@dataclass
+class _TimeShard:
+    """One `by_time` shard being merged: keys read but not yet yielded (newest first), and how
+    far the shard has been read (`frontier`: every key >= it is read; None before the first page)."""
+
+    pages: PageIterator[Any]
+    buffer: deque[_Candidate] = field(default_factory=deque)
+    frontier: str | None = None
+    done: bool = False
+
+
+class DynamoRunStore:
+    """`RunStore` on one table; see the module docstring for the item layout."""
+
+    def __init__(self, table_name: str | None = None, shards: int | None = None) -> None:
+        self.table_name = _table(table_name, RUNS_TABLE_ENV)
+        self.shards = shards if shards is not None else int(os.environ.get(SHARDS_ENV) or DEFAULT_SHARDS)
+        if self.shards < 1:
+            raise ValueError("shards must be >= 1")
+        self._item = _bind(_RunItem, self.table_name)
+        self._pointer = _bind(_RunPointer, self.table_name)
+        self._connection = _connection()
+
+    def create(self, rec: RunRecord) -> RunRecord:
+        check_run(rec)
+        m = self._item
+        pk, sk = _run_location(rec)
+        nominal = store_instant(rec.nominal_time)
+        item = m(
+            pk,
+            sk,
+            doc=json.dumps(rec.doc),
+            version=1,
+            run_id=rec.run_id,
+            definition=rec.definition,
+            status=rec.status,
+            schedule_id=rec.schedule_id,
+            expires_at=rec.expires_at,
+            time_shard=str(shard_of(rec.run_id, TIME_SHARDS)),
+            time_key=run_time_key(nominal, rec.run_id),
+        )
+        if rec.active_at is not None:
+            item.active_shard = str(shard_of(rec.run_id, self.shards))
+            item.active_key = run_time_key(store_instant(rec.active_at), rec.run_id)
+        located = parse_scheduled_run_id(rec.run_id) is not None
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                if located:  # the id gives the key: one conditional put
+                    item.save(condition=m.pk.does_not_exist())
+                else:  # the run and its pointer, both new, in one transaction: run ids stay unique
+                    pointer = self._pointer(_pointer_pk(rec.run_id), _POINTER_SK, run_pk=pk, run_sk=sk)
+                    _transact(
+                        self._connection,
+                        [(item, m.pk.does_not_exist()), (pointer, self._pointer.pk.does_not_exist())],
+                    )
+                return self._record(item)
+            except PutError as e:
+                if e.cause_response_code != _CONDITION_FAILED:
+                    raise
+            except _Cancelled:
+                pass
+            existing = self._read(rec.run_id)
+            if existing is not None:
+                raise already_exists_run(rec.run_id, json.loads(existing.doc))
+            if not located:
+                # TTL deletes a run but not its pointer: a pointer to nothing must not block a
+                # new run under the same id.
+                self._drop_stale_pointer(rec.run_id)
+            _backoff(attempt)  # or met a concurrent transaction (real DynamoDB only): try again
+        raise Conflict(f"run/{rec.run_id}: too much contention", current=None)
+
+    def get(self, run_id: str) -> RunRecord:
+        item = self._read(run_id)
+        if item is None:
+            raise NotFound(f"run/{run_id}")
+        return self._record(item)
+
+    def update(self, rec: RunRecord, *, expected_version: int) -> RunRecord:
+        check_run(rec)
+        m = self._item
+        pk, sk = _run_location(rec)
+        actions: list[Action] = [
+            m.doc.set(json.dumps(rec.doc)),
+            m.status.set(rec.status),
+            m.version.add(1),
+        ]
+        if rec.active_at is not None:
+            actions += [
+                m.active_shard.set(str(shard_of(rec.run_id, self.shards))),
+                m.active_key.set(run_time_key(store_instant(rec.active_at), rec.run_id)),
+            ]
+        else:
+            actions += [m.active_shard.remove(), m.active_key.remove()]
+        actions.append(
+            m.expires_at.set(rec.expires_at) if rec.expires_at is not None else m.expires_at.remove()
+        )
+        # The key pins run_id, schedule (or definition) and nominal_time; `definition` is pinned
+        # too, so a record that would move the run fails like in the memory store.
+        condition = (m.version == expected_version) & (m.definition == rec.definition)
+        item = m(pk, sk)
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                item.update(actions, condition=condition)  # returns ALL_NEW into `item`
+                return self._record(item)
+            except UpdateError as e:
+                if e.cause_response_code == _TRANSACTION_CONFLICT:
+                    _backoff(attempt)
+                    continue
+                if e.cause_response_code != _CONDITION_FAILED:
+                    raise
+            raise self._failed(rec, expected_version)
+        raise Conflict(f"run/{rec.run_id}: too much contention", current=None)
+
+    def list(
+        self,
+        *,
+        schedule_id: str | None = None,
+        definition: str | None = None,
+        statuses: builtins.list[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: str | None,
+        limit: int,
+    ) -> Page[RunRecord]:
+        check_limit(limit)
+        lower, upper = run_key_range(start, end, after)
+        if statuses is not None and not statuses:
+            return Page([], None)  # no status allowed: nothing matches (DynamoDB has no empty IN)
+        if upper is not None and upper <= lower:
+            return Page([], None)
+        reads = _Reads(_LIST_READS)
+        source: _Source
+        if schedule_id is not None:
+            source = self._partition_source(
+                run_partition(schedule_id, ""), definition, statuses, lower, upper, limit, reads
+            )
+        else:
+            source = self._time_source(definition, lower, upper, limit, reads)
+        return self._collect(source, set(statuses) if statuses is not None else None, limit)
+
+    def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
+        return self.list(schedule_id=schedule_id, after=None, limit=limit).items
+
+    def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
+        check_limit(limit)
+        m = self._item
+        upper = due_upper_bound(store_instant(until))
+        keys = [(k.pk, k.sk) for k in m.active.query(str(shard), m.active_key <= upper, limit=limit)]
+        items = self._batch_get(keys)
+        found = [items[k] for k in keys if k in items]
+        # Re-check on the items themselves: the index is eventually consistent.
+        found = [
+            i
+            for i in found
+            if i.active_key is not None and i.active_key < upper and i.active_shard == str(shard)
+        ]
+        found.sort(key=lambda i: str(i.active_key))
+        return [self._record(i) for i in found]
+
+    # internals
+
+    def _read(self, run_id: str) -> _RunItem | None:
+        parsed = parse_scheduled_run_id(run_id)
+        if parsed is not None:
+            schedule_id, _, nominal = parsed
+            pk, sk = run_partition(schedule_id, ""), _RUN_SK_PREFIX + run_time_key(nominal, run_id)
+        else:
+            try:
+                pointer = self._pointer.get(_pointer_pk(run_id), _POINTER_SK, consistent_read=True)
+            except self._pointer.DoesNotExist:
+                return None
+            pk, sk = pointer.run_pk, pointer.run_sk
+        try:
+            return self._item.get(pk, sk, consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+
+    def _drop_stale_pointer(self, run_id: str) -> None:
+        """Delete the pointer of `run_id` if the run it points to is gone (expired by TTL; the
+        pointer has no TTL of its own), atomically with a check that the run is absent, so a run
+        created meanwhile keeps its pointer."""
+        p = self._pointer
+        try:
+            pointer = p.get(_pointer_pk(run_id), _POINTER_SK, consistent_read=True)
+        except p.DoesNotExist:
+            return
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.condition_check(
+                    self._item, pointer.run_pk, pointer.run_sk, condition=self._item.pk.does_not_exist()
+                )
+                tx.delete(pointer, condition=(p.run_pk == pointer.run_pk) & (p.run_sk == pointer.run_sk))
+        except TransactWriteError as e:
+            codes = {r.code for r in e.cancellation_reasons if r is not None}
+            if e.cause_response_code != "TransactionCanceledException" or not codes <= _RETRYABLE_REASONS:
+                raise
+
+    def _failed(self, rec: RunRecord, expected_version: int) -> Exception:
+        """The error for a failed update condition: re-read to tell NotFound, a moved record
+        (ValueError, as in the memory store) and Conflict apart."""
+        cur = self._read(rec.run_id)
+        if cur is None:
+            return NotFound(f"run/{rec.run_id}")
+        stored = self._record(cur)
+        check_run_location(rec, stored.schedule_id, stored.definition, stored.nominal_time)
+        return Conflict(
+            f"run/{rec.run_id} is at version {stored.version}, not {expected_version}",
+            current=conflict_current(stored.doc, stored.version),
+        )
+
+    def _batch_get(self, keys: builtins.list[tuple[str, str]]) -> dict[tuple[str, str], _RunItem]:
+        # pynamodb sends at most 100 keys per BatchGetItem, re-sends UnprocessedKeys, and
+        # returns items in no particular order.
+        if not keys:
+            return {}
+        return {(i.pk, i.sk): i for i in self._item.batch_get(keys, consistent_read=True)}
+
+    def _collect(self, source: _Source, statuses: set[str] | None, limit: int) -> Page[RunRecord]:
+        """Take candidates newest first until limit + 1 match (a next page exists), the source
+        ends (None: no next page) or its read budget does (a short page resuming below what was
+        examined). Index candidates are fetched with BatchGetItem, in chunks of what is missing."""
+        matched: list[tuple[str, RunRecord]] = []
+        pending: list[_Candidate] = []
+        resume: str | None = None
+        while True:
+            done = False
+            try:
+                pending.append(next(source))
+            except StopIteration as stop:
+                resume, done = stop.value, True
+            if not done and len(pending) < min(_BATCH_GET_MAX, limit + 1 - len(matched)):
+                continue
+            fetched = self._batch_get([(c.pk, c.sk) for c in pending if c.item is None])
+            for c in pending:
+                item = c.item if c.item is not None else fetched.get((c.pk, c.sk))
+                if item is None or (statuses is not None and item.status not in statuses):
+                    continue  # gone since the index was read, or filtered out
+                matched.append((c.key, self._record(item)))
+                if len(matched) > limit:
+                    return Page([r for _, r in matched[:limit]], matched[limit - 1][0])
+            pending = []
+            if done:
+                return Page([r for _, r in matched], resume)
+
+    def _partition_source(
+        self,
+        pk: str,
+        definition: str | None,
+        statuses: builtins.list[str] | None,
+        lower: str,
+        upper: str | None,
+        limit: int,
+        reads: _Reads,
+    ) -> _Source:
+        """A schedule's runs, newest first, from its partition; definition and statuses are
+        filtered by DynamoDB (FilterExpression), so only matching items come back."""
+        m = self._item
+        low = _RUN_SK_PREFIX + lower
+        condition: Condition | None
+        if upper is None:
+            condition = m.sk >= low if lower else None  # the partition holds run items only
+        else:
+            condition = m.sk.between(low, _RUN_SK_PREFIX + upper)  # inclusive: drop `upper` below
+        filters: Condition | None = None
+        if definition is not None:
+            filters = m.definition == definition
+        if statuses is not None:
+            by_status = m.status.is_in(*statuses)
+            filters = by_status if filters is None else filters & by_status
+        pages = m.query(
+            pk,
+            condition,
+            filter_condition=filters,
+            scan_index_forward=False,
+            consistent_read=True,
+            page_size=limit + 1 if filters is None else max(limit + 1, _FILTERED_PAGE),
+        ).page_iter
+        reads.take()
+        while True:
+            page = next(pages)
+            for raw in page.get("Items", []):
+                item = m.from_raw_data(raw)
+                key = item.sk.removeprefix(_RUN_SK_PREFIX)
+                if upper is None or key < upper:
+                    yield _Candidate(key, item.pk, item.sk, item)
+            last = pages.last_evaluated_key
+            if last is None:
+                return None
+            if not reads.take():
+                return str(last["sk"]["S"]).removeprefix(_RUN_SK_PREFIX)
+
+    def _time_source(
+        self, definition: str | None, lower: str, upper: str | None, limit: int, reads: _Reads
+    ) -> _Source:
+        """Every run (or a definition's), newest first: the `by_time` shards, each read newest
+        first, merged by time key; `definition` is filtered by DynamoDB on the projected attribute.
+
+        A key is yielded once every shard has been read down to it (its frontier), so the merge
+        is exact; the shard read next is the one read least far."""
+        m = self._item
+        condition: Condition | None
+        if upper is None:
+            condition = m.time_key >= lower if lower else None
+        elif not lower:  # a key may not be compared with an empty string
+            condition = m.time_key < upper
+        else:
+            condition = m.time_key.between(lower, upper)  # inclusive: drop `upper` below
+        filters = m.definition == definition if definition is not None else None
+        page_size = limit + 1 if filters is None else max(limit + 1, _FILTERED_PAGE)
+        shards = [
+            _TimeShard(
+                m.by_time.query(
+                    str(s), condition, filter_condition=filters, scan_index_forward=False, page_size=page_size
+                ).page_iter
+            )
+            for s in range(TIME_SHARDS)
+        ]
+        while True:
+            live = [s for s in shards if not s.done]
+            unread = [s for s in live if s.frontier is None]
+            # Every shard has been read down to `floor` (None: all shards are read to the end).
+            floor = max((str(s.frontier) for s in live), default=None) if not unread else None
+            if not unread:
+                while True:
+                    heads = [s for s in shards if s.buffer]
+                    if not heads:
+                        break
+                    top = max(heads, key=lambda s: s.buffer[0].key)
+                    if floor is not None and top.buffer[0].key < floor:
+                        break
+                    yield top.buffer.popleft()
+            if not live:
+                return None
+            target = unread[0] if unread else max(live, key=lambda s: str(s.frontier))
+            if not reads.take() and not unread:
+                return floor
+            page = next(target.pages)
+            for raw in page.get("Items", []):
+                entry = m.from_raw_data(raw)
+                if upper is None or entry.time_key < upper:
+                    target.buffer.append(_Candidate(entry.time_key, entry.pk, entry.sk, None))
+            last = target.pages.last_evaluated_key
+            if last is None:
+                target.done = True
+            else:
+                target.frontier = str(last["time_key"]["S"])
+
+    @staticmethod
+    def _record(item: _RunItem) -> RunRecord:
+        nominal, _ = split_run_time_key(item.time_key)
+        return RunRecord(
+            run_id=item.run_id,
+            doc=json.loads(item.doc),
+            schedule_id=item.schedule_id,
+            definition=item.definition,
+            nominal_time=nominal,
+            status=item.status,
+            active_at=split_run_time_key(item.active_key)[0] if item.active_key else None,
+            expires_at=item.expires_at,
+            version=int(item.version),
+        )

@@ -15,7 +15,9 @@ deletes one eventually, within about two days); through the port only `claim` ca
 
 The helpers `shard_of`, `due_key`, `parse_due_key`, `version_key`, `parse_version_key` and
 `epoch_seconds` live here and are imported by `gnomon.adapters.dynamo`, so both stores shard and
-order the due index, order and page the audit trail, and expire claims identically.
+order the due index, order and page the audit trail, and expire claims identically; likewise the
+run helpers (`run_time_key`, `run_key_range`, `check_run`, ...) for ordering, bounding and paging
+runs and sharding their indexes.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ import threading
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
+from gnomon.domain.runs import parse_scheduled_run_id
 from gnomon.domain.timefmt import sortable
-from gnomon.ports import JSON, CatalogRecord, DueEntry, Page, RequestEntry, ScheduleRecord
+from gnomon.ports import JSON, CatalogRecord, DueEntry, Page, RequestEntry, RunRecord, ScheduleRecord
 
 DEFAULT_SHARDS = 8
 
@@ -416,3 +419,217 @@ class MemoryRequestLog:
             existing = self._items.get(key)
             if existing is not None and existing.status is None:
                 del self._items[key]
+
+
+# --- runs ---------------------------------------------------------------------------------------
+#
+# Helpers shared with gnomon.adapters.dynamo: both stores order, bound and page runs by the same
+# "time key" `<sortable nominal_time>#<run_id>` (the DynamoDB sort key is `r#` + it), and shard
+# the `by_time` and `active` indexes alike.
+
+TIME_SHARDS = 4
+"""Shards of the DynamoDB `by_time` index (fixed: changing it would re-key every run)."""
+
+_SORTABLE_WIDTH = len("2000-01-01T00:00:00.000Z")
+_TIME_KEY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z#.+", re.DOTALL)
+
+
+def run_time_key(nominal: datetime, run_id: str) -> str:
+    """A run's order key and page key: `<sortable nominal_time>#<run_id>`; string order is
+    (nominal_time, run_id) order because the time part has a fixed width."""
+    return f"{sortable(nominal)}#{run_id}"
+
+
+def split_run_time_key(key: str) -> tuple[datetime, str]:
+    """(nominal_time, run_id) of a `run_time_key`; ValueError if `key` is not one (a page key
+    the store did not hand out)."""
+    if not _TIME_KEY.fullmatch(key):
+        raise ValueError(f"not a run page key: {key!r}")
+    when = datetime.strptime(key[:_SORTABLE_WIDTH], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return when, key[_SORTABLE_WIDTH + 1 :]
+
+
+def run_partition(schedule_id: str | None, definition: str) -> str:
+    """The partition a run lives in: `s#<schedule_id>`, or `d#<definition>` without a schedule."""
+    return f"s#{schedule_id}" if schedule_id is not None else f"d#{definition}"
+
+
+def ceil_instant(t: datetime) -> datetime:
+    """`t` rounded up to the millisecond: stored instants are whole milliseconds, so
+    `stored >= t` ⇔ `stored >= ceil_instant(t)` and `stored < t` ⇔ `stored < ceil_instant(t)`."""
+    down = store_instant(t)
+    return down if down == t.astimezone(UTC) else down + timedelta(milliseconds=1)
+
+
+def run_key_range(start: datetime | None, end: datetime | None, after: str | None) -> tuple[str, str | None]:
+    """The time keys a run list may return: `lower <= key < upper` (upper None = unbounded).
+    `start` is inclusive and `end` exclusive on nominal_time; `after` (a page key) exclusive."""
+    lower = sortable(ceil_instant(start)) if start is not None else ""
+    uppers: builtins.list[str] = []
+    if end is not None:
+        uppers.append(sortable(ceil_instant(end)))  # every key with that time is above it
+    if after is not None:
+        split_run_time_key(after)  # refuse a key this store did not hand out
+        uppers.append(after)
+    return lower, min(uppers) if uppers else None
+
+
+def check_run(rec: RunRecord) -> None:
+    """Refuse what either store could not keep or find again alike: empty key strings, naive
+    instants, and a scheduled-firing run id whose schedule or nominal time differs from the
+    record's (the id alone locates such a run)."""
+    for name in ("run_id", "definition", "status"):
+        if not getattr(rec, name):
+            raise ValueError(f"{name} must not be empty")
+    if rec.schedule_id == "":
+        raise ValueError("schedule_id must not be empty (None when there is none)")
+    for t in (rec.nominal_time, rec.active_at, rec.expires_at):
+        if t is not None and t.tzinfo is None:
+            raise ValueError("naive datetime")
+    parsed = parse_scheduled_run_id(rec.run_id)
+    if parsed is not None:
+        schedule_id, _, nominal = parsed
+        if rec.schedule_id != schedule_id or store_instant(rec.nominal_time) != nominal:
+            raise ValueError(f"run id {rec.run_id!r} names another schedule or nominal time than the record")
+
+
+def check_run_location(rec: RunRecord, schedule_id: str | None, definition: str, nominal: datetime) -> None:
+    """`update` may not move a run: its schedule_id, definition and nominal_time are fixed."""
+    given = (rec.schedule_id, rec.definition, store_instant(rec.nominal_time))
+    if given != (schedule_id, definition, nominal):
+        raise ValueError(f"run/{rec.run_id}: schedule_id, definition and nominal_time cannot change")
+
+
+def already_exists_run(run_id: str, doc: JSON) -> AlreadyExists:
+    """The `AlreadyExists` of a run `create`: details carry the stored document, from which the
+    caller decides what the duplicate means."""
+    return AlreadyExists(f"run/{run_id} already exists", {"current": json_copy(doc)})
+
+
+@dataclass
+class _Run:
+    doc: JSON
+    schedule_id: str | None
+    definition: str
+    nominal_time: datetime
+    status: str
+    active_at: datetime | None
+    expires_at: int | None  # epoch seconds, as the TTL attribute keeps it
+    version: int
+
+    def record(self, run_id: str) -> RunRecord:
+        return RunRecord(
+            run_id=run_id,
+            doc=json_copy(self.doc),
+            schedule_id=self.schedule_id,
+            definition=self.definition,
+            nominal_time=self.nominal_time,
+            status=self.status,
+            active_at=self.active_at,
+            expires_at=datetime.fromtimestamp(self.expires_at, UTC) if self.expires_at is not None else None,
+            version=self.version,
+        )
+
+
+class MemoryRunStore:
+    """Runs in a dict behind one lock; lists sort by time key, `active()` filters by shard like
+    the sharded index. Instants are kept as DynamoDB keeps them: nominal_time and active_at to the
+    millisecond (their index keys), expires_at in whole epoch seconds (the TTL attribute)."""
+
+    def __init__(self, shards: int = DEFAULT_SHARDS) -> None:
+        if shards < 1:
+            raise ValueError("shards must be >= 1")
+        self.shards = shards
+        self._lock = threading.Lock()
+        self._items: dict[str, _Run] = {}
+
+    def create(self, rec: RunRecord) -> RunRecord:
+        check_run(rec)
+        item = _Run(
+            doc=json_copy(rec.doc),
+            schedule_id=rec.schedule_id,
+            definition=rec.definition,
+            nominal_time=store_instant(rec.nominal_time),
+            status=rec.status,
+            active_at=store_instant(rec.active_at) if rec.active_at is not None else None,
+            expires_at=epoch_seconds(rec.expires_at) if rec.expires_at is not None else None,
+            version=1,
+        )
+        with self._lock:
+            existing = self._items.get(rec.run_id)
+            if existing is not None:
+                raise already_exists_run(rec.run_id, existing.doc)
+            self._items[rec.run_id] = item
+            return item.record(rec.run_id)
+
+    def get(self, run_id: str) -> RunRecord:
+        with self._lock:
+            item = self._items.get(run_id)
+            if item is None:
+                raise NotFound(f"run/{run_id}")
+            return item.record(run_id)
+
+    def update(self, rec: RunRecord, *, expected_version: int) -> RunRecord:
+        check_run(rec)
+        doc = json_copy(rec.doc)
+        active_at = store_instant(rec.active_at) if rec.active_at is not None else None
+        expires_at = epoch_seconds(rec.expires_at) if rec.expires_at is not None else None
+        with self._lock:
+            item = self._items.get(rec.run_id)
+            if item is None:
+                raise NotFound(f"run/{rec.run_id}")
+            check_run_location(rec, item.schedule_id, item.definition, item.nominal_time)
+            if item.version != expected_version:
+                raise Conflict(
+                    f"run/{rec.run_id} is at version {item.version}, not {expected_version}",
+                    current=conflict_current(item.doc, item.version),
+                )
+            item.doc, item.status, item.active_at, item.expires_at = doc, rec.status, active_at, expires_at
+            item.version += 1
+            return item.record(rec.run_id)
+
+    def list(
+        self,
+        *,
+        schedule_id: str | None = None,
+        definition: str | None = None,
+        statuses: builtins.list[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: str | None,
+        limit: int,
+    ) -> Page[RunRecord]:
+        check_limit(limit)
+        lower, upper = run_key_range(start, end, after)
+        wanted = set(statuses) if statuses is not None else None
+        with self._lock:
+            keyed = sorted(
+                (
+                    (key, run_id)
+                    for run_id, item in self._items.items()
+                    if (schedule_id is None or item.schedule_id == schedule_id)
+                    and (definition is None or item.definition == definition)
+                    and (wanted is None or item.status in wanted)
+                    and lower <= (key := run_time_key(item.nominal_time, run_id))
+                    and (upper is None or key < upper)
+                ),
+                reverse=True,
+            )[: limit + 1]
+            items = [self._items[run_id].record(run_id) for _, run_id in keyed[:limit]]
+        return Page(items, keyed[limit - 1][0] if len(keyed) > limit else None)
+
+    def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
+        return self.list(schedule_id=schedule_id, after=None, limit=limit).items
+
+    def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
+        check_limit(limit)
+        upper = due_upper_bound(store_instant(until))
+        with self._lock:
+            keyed = sorted(
+                (key, run_id)
+                for run_id, item in self._items.items()
+                if item.active_at is not None
+                and shard_of(run_id, self.shards) == shard
+                and (key := run_time_key(item.active_at, run_id)) < upper
+            )[:limit]
+            return [self._items[run_id].record(run_id) for _, run_id in keyed]

@@ -11,6 +11,7 @@ import base64
 import json
 import os
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -34,11 +35,16 @@ from gnomon.domain.errors import (
 from gnomon.domain.model import (
     DefinitionBody,
     DefinitionReplace,
+    Doc64,
+    Id,
+    Map64,
     Mutation,
     PreviewRequest,
     ScheduleCreate,
     ScheduleUpdate,
 )
+from gnomon.domain.timefmt import parse as parse_time
+from gnomon.ports import Outcome
 from gnomon.services.common import Caller, page_size
 from gnomon.services.idempotency import run_once
 from gnomon.wiring import configure_network_policy, services
@@ -318,3 +324,101 @@ def unpause_schedule(schedule_id: str, body: Annotated[UnpauseRequest, Body()]):
     return _mutate(
         body, lambda: (200, services().schedules.unpause(schedule_id, body.note, body.catch_up, caller))
     )
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+class ExecuteRequest(Mutation):
+    input: Doc64 = Field(default_factory=dict)
+    run_id: Id | None = None
+    memo: Map64 | None = None
+
+
+class CompleteRequest(Mutation):
+    callback_token: str = Field(min_length=1, max_length=512)
+    result: Doc64 = None
+
+
+class FailRequest(Mutation):
+    callback_token: str = Field(min_length=1, max_length=512)
+    error: Doc64
+
+
+class RetryRequest(Mutation):
+    pass
+
+
+@app.post("/v1/definitions/<name>/execute", summary="Run a definition now", tags=["runs"])
+def execute_definition(name: str, body: Annotated[ExecuteRequest, Body()]):
+    return _mutate(body, lambda: services().runs.execute(name, body.input, body.run_id, body.memo))
+
+
+@app.get("/v1/runs", summary="List runs, newest nominal time first", tags=["runs"])
+def list_runs(
+    definition: Annotated[str | None, Query()] = None,
+    schedule: Annotated[str | None, Query()] = None,
+    status: Annotated[list[str] | None, Query(description="repeatable")] = None,
+    from_: Annotated[str | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
+    to: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
+    page_size_: PageSize = None,
+    page_token: PageToken = None,
+):
+    statuses = [s for raw in status or [] for s in raw.split(",") if s]
+    answer = services().runs.list(
+        definition=definition,
+        schedule=schedule,
+        statuses=statuses or None,
+        start=_time("from", from_),
+        end=_time("to", to),
+        page_token=page_token,
+        page_size=page_size(page_size_),
+    )
+    return json_response(200, answer)
+
+
+@app.get("/v1/runs/<run_id>", summary="One run", tags=["runs"])
+def get_run(run_id: str):
+    return json_response(200, services().runs.get(run_id))
+
+
+@app.get("/v1/runs/<run_id>/history", summary="Attempts and events of a run", tags=["runs"])
+def run_history(
+    run_id: str, max_events: Annotated[str | None, Query(description="default 500, 0 = all")] = None
+):
+    n = 500
+    if max_events is not None:
+        try:
+            n = int(max_events)
+        except ValueError:
+            raise InvalidArgument("query.max_events", "must be an integer ≥ 0") from None
+        if n < 0:
+            raise InvalidArgument("query.max_events", "must be an integer ≥ 0")
+    return json_response(200, services().runs.history(run_id, n))
+
+
+@app.post("/v1/runs/<run_id>/retry", summary="Give a closed, unsuccessful run a new attempt", tags=["runs"])
+def retry_run(run_id: str, body: Annotated[RetryRequest, Body()]):
+    return _mutate(body, lambda: (200, services().runs.retry(run_id)))
+
+
+@app.post("/v1/runs/<run_id>/complete", summary="Finish an accepted (202) attempt", tags=["runs"])
+def complete_run(run_id: str, body: Annotated[CompleteRequest, Body()]):
+    outcome = Outcome(status="completed", result=body.result)
+    return _mutate(body, lambda: (200, services().runs.callback(run_id, body.callback_token, outcome)))
+
+
+@app.post("/v1/runs/<run_id>/fail", summary="Fail an accepted (202) attempt", tags=["runs"])
+def fail_run(run_id: str, body: Annotated[FailRequest, Body()]):
+    error = body.error if isinstance(body.error, dict) else {"code": "failed", "message": str(body.error)}
+    outcome = Outcome(status="failed", error=error)
+    return _mutate(body, lambda: (200, services().runs.callback(run_id, body.callback_token, outcome)))
+
+
+def _time(name: str, raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"query.{name}", str(exc)) from None

@@ -8,7 +8,8 @@ ticker's due index — is derived here from the spec and state on every write.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from gnomon.domain.errors import Conflict, InvalidArgument, NotFound
 from gnomon.domain.model import PreviewRequest, ScheduleCreate, ScheduleState, ScheduleUpdate
 from gnomon.domain.spec import Calendar, CompiledSpec, Spec, compile_spec
 from gnomon.domain.timefmt import fmt, parse
-from gnomon.ports import JSON, Clock, ScheduleRecord, ScheduleStore
+from gnomon.ports import JSON, Clock, RunStore, ScheduleRecord, ScheduleStore
 from gnomon.services.catalog import Calendars, Definitions
 from gnomon.services.common import Caller
 from gnomon.services.pagetoken import PageTokens
@@ -32,6 +33,11 @@ COUNTERS = (
     "quota_delayed",
 )
 NEXT_TIMES = 10
+MAX_COUNTED_MISSED = 100_000  # firings missed while paused that unpause looks at
+# Stored beside the resource but not answered at its top level (in `info`, or internal).
+_NOT_TOP_LEVEL = frozenset(
+    {"info", "state", "created_at", "updated_at", "updated_by", "identity", "config_version", "last_nominal"}
+)
 _UPDATABLE = ("group", "definition", "tags", "memo", "search_attributes", "spec", "policies", "input")
 _OMIT_WHEN_NULL = ("memo", "search_attributes")  # Temporal: omitted or null = unchanged, {} = cleared
 
@@ -46,7 +52,11 @@ class Schedules:
         calendars: Calendars,
         clock: Clock,
         tokens: PageTokens,
+        runs: RunStore | None = None,
+        planner: Callable[[str], object] | None = None,
     ) -> None:
+        self._runs = runs
+        self._planner = planner  # enqueues the firings already inside the horizon after a change
         self._store = store
         self._definitions = definitions
         self._calendars = calendars
@@ -113,6 +123,7 @@ class Schedules:
             "policies": body.policies.model_dump(mode="json"),
             "state": _state_doc(state),
             "input": body.input,
+            "config_version": 1,
             "created_at": fmt(now),
             "updated_at": fmt(now),
             **caller.stamp(),
@@ -125,7 +136,8 @@ class Schedules:
             group=body.group,
             next_fire_at=_next_fire_at(compiled, doc["state"], now),
         )
-        return self._describe(self._store.create(rec))
+        self._store.create(rec)
+        return self._after_change(body.schedule_id)
 
     def update(self, schedule_id: str, body: ScheduleUpdate, caller: Caller) -> JSON:
         """Replace each given top-level field whole; `conflict_token` (when given) must match."""
@@ -157,6 +169,8 @@ class Schedules:
             self._check_definition(doc["definition"], doc["input"])
             compiled = self._compile(Spec.model_validate(doc["spec"]))
             now = self._clock.now()
+            # Firings enqueued under the old configuration are dropped (counted dropped_stale).
+            doc["config_version"] = int(doc.get("config_version", 1)) + 1
             doc.update(updated_at=fmt(now), **caller.stamp())
             new = ScheduleRecord(
                 schedule_id=schedule_id,
@@ -168,7 +182,8 @@ class Schedules:
                 version=rec.version,
             )
             try:
-                return self._describe(self._store.update(new, expected_version=rec.version))
+                self._store.update(new, expected_version=rec.version)
+                return self._after_change(schedule_id)
             except Conflict:
                 if expected is not None:
                     raise Conflict(
@@ -190,45 +205,68 @@ class Schedules:
         return self._set_state(schedule_id, state, caller)
 
     def unpause(self, schedule_id: str, note: str | None, catch_up: str, caller: Caller) -> JSON:
-        """Unpause; `catch_up` says which firings missed while paused run (none, latest, all)."""
-        rec = self._store.get(schedule_id)
-        if not rec.doc["state"]["paused"]:
-            return self._describe(rec)
-        state = {
-            "paused": False,
-            "note": "unpaused" if note is None else note,
-            "paused_until": None,
-            "catch_up": catch_up,
-            "paused_at": rec.doc["state"].get("paused_at"),
-        }
-        return self._set_state(schedule_id, state, caller)
+        """Unpause; `catch_up` says which firings missed while paused run: `none`, `latest` (the
+        last one) or `all` (those within the catch-up window). The others count as skipped_paused."""
+        for _ in range(10):
+            rec = self._store.get(schedule_id)
+            state = rec.doc["state"]
+            if not state["paused"]:
+                return self._describe(rec)
+            now = self._clock.now()
+            compiled = self._compile(Spec.model_validate(rec.doc["spec"]))
+            paused_at = parse(state["paused_at"]) if state.get("paused_at") else now
+            window = timedelta(seconds=int(rec.doc["policies"]["catchup_window_seconds"]))
+            missed = compiled.times(paused_at, MAX_COUNTED_MISSED, now)
+            if catch_up == "latest" and missed:
+                cursor: datetime | None = missed[-1]
+            elif catch_up == "all":
+                cursor = next((t for t in missed if t >= now - window), compiled.next_after(now))
+            else:
+                cursor = compiled.next_after(now)
+            caught = sum(1 for t in missed if cursor is not None and t >= cursor)
+            new_state = {
+                **state,
+                "paused": False,
+                "note": "unpaused" if note is None else note,
+                "paused_until": None,
+            }
+            new_state.pop("paused_at", None)
+            if new_state.get("remaining_actions") == 0:
+                cursor = None
+            doc = {**rec.doc, "state": new_state, "updated_at": fmt(now), **caller.stamp()}
+            try:
+                self._store.update(_record(rec, doc, cursor), expected_version=rec.version)
+            except Conflict:
+                continue
+            if len(missed) > caught:
+                self._store.add_counters(schedule_id, {"skipped_paused": len(missed) - caught})
+            return self._after_change(schedule_id)
+        raise Conflict("the schedule kept changing; try again", current=self.describe(schedule_id))
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _after_change(self, schedule_id: str) -> JSON:
+        """Enqueue what is already inside the horizon (in AWS the ticker runs once a minute),
+        then answer the describe body."""
+        if self._planner is not None:
+            self._planner(schedule_id)
+        return self.describe(schedule_id)
 
     def _set_state(self, schedule_id: str, changes: JSON, caller: Caller) -> JSON:
         while True:
             rec = self._store.get(schedule_id)
             now = self._clock.now()
             state = {**rec.doc["state"], **changes}
-            if changes.get("paused"):
-                state.setdefault("paused_at", fmt(now))
-                if not rec.doc["state"]["paused"]:
-                    state["paused_at"] = fmt(now)
-            elif "paused" in changes:
-                state.pop("paused_at", None)
+            if not rec.doc["state"]["paused"]:
+                state["paused_at"] = fmt(now)
             doc = {**rec.doc, "state": state, "updated_at": fmt(now), **caller.stamp()}
             compiled = self._compile(Spec.model_validate(doc["spec"]))
-            new = ScheduleRecord(
-                schedule_id=schedule_id,
-                doc=doc,
-                generation=rec.generation,
-                definition=rec.definition,
-                group=rec.group,
-                next_fire_at=_next_fire_at(compiled, state, now),
-                version=rec.version,
-            )
             try:
-                return self._describe(self._store.update(new, expected_version=rec.version))
+                return self._describe(
+                    self._store.update(
+                        _record(rec, doc, _next_fire_at(compiled, state, now)), expected_version=rec.version
+                    )
+                )
             except Conflict:
                 continue
 
@@ -241,16 +279,7 @@ class Schedules:
             definition = self._definitions.record(name)
         except NotFound:
             raise InvalidArgument("definition", f"unknown definition {name!r}") from None
-        schema = definition.doc.get("input_schema")
-        if schema is not None:
-            import fastjsonschema
-
-            try:
-                fastjsonschema.compile(schema)(input_)
-            except fastjsonschema.JsonSchemaValueException as exc:
-                raise InvalidArgument(
-                    "input", f"does not match the definition's input_schema: {exc.message}"
-                ) from None
+        check_input(definition.doc, input_)
 
     def _describe(self, rec: ScheduleRecord) -> JSON:
         doc = rec.doc
@@ -261,12 +290,10 @@ class Schedules:
             compiled = None  # e.g. a named calendar deleted since: describe still answers
         nexts = compiled.times(now, NEXT_TIMES) if compiled else []
         info = doc.get("info", {})
+        recent = self._runs.recent(rec.schedule_id, limit=NEXT_TIMES) if self._runs is not None else []
+        recent = [r for r in recent if r.doc.get("generation") == rec.generation]
         state = {k: doc["state"].get(k) for k in ("paused", "note", "paused_until", "remaining_actions")}
-        view = {
-            k: v
-            for k, v in doc.items()
-            if k not in ("info", "state", "created_at", "updated_at", "updated_by", "identity")
-        }
+        view = {k: v for k, v in doc.items() if k not in _NOT_TOP_LEVEL}
         view["state"] = state
         view["generation"] = rec.generation
         view["info"] = {
@@ -274,9 +301,18 @@ class Schedules:
             "next_scheduled_times": [fmt(compiled.scheduled_time(rec.schedule_id, t)) for t in nexts]
             if compiled
             else [],
-            "recent_actions": info.get("recent_actions", []),
-            "running_runs": info.get("running_runs", []),
-            "last_fire_time": info.get("last_fire_time"),
+            "recent_actions": [
+                {
+                    "nominal_time": r.doc["nominal_time"],
+                    "scheduled_time": r.doc.get("scheduled_time"),
+                    "actual_time": r.doc.get("started_at") or r.doc.get("closed_at"),
+                    "run_id": r.run_id,
+                    "status": r.status,
+                }
+                for r in recent
+            ],
+            "running_runs": [r.run_id for r in recent if r.status == "running"],
+            "last_fire_time": recent[0].doc["nominal_time"] if recent else info.get("last_fire_time"),
             "counters": {name: int(rec.counters.get(name, 0)) for name in COUNTERS},
             "backfills": info.get("backfills", []),
             "completed": not nexts and compiled is not None,
@@ -305,6 +341,33 @@ class Schedules:
             "next_fire_time": fmt(nxt),
             "last_fire_time": doc.get("info", {}).get("last_fire_time"),
         }
+
+
+def check_input(definition: JSON, input_: Any) -> None:
+    """422 on `input` unless it matches the definition's `input_schema` (when it has one)."""
+    schema = definition.get("input_schema")
+    if schema is None:
+        return
+    import fastjsonschema
+
+    try:
+        fastjsonschema.compile(schema)(input_)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidArgument(
+            "input", f"does not match the definition's input_schema: {exc.message}"
+        ) from None
+
+
+def _record(rec: ScheduleRecord, doc: JSON, next_fire_at: datetime | None) -> ScheduleRecord:
+    return ScheduleRecord(
+        schedule_id=rec.schedule_id,
+        doc=doc,
+        generation=rec.generation,
+        definition=doc["definition"],
+        group=doc["group"],
+        next_fire_at=next_fire_at,
+        version=rec.version,
+    )
 
 
 def _state_doc(state: ScheduleState) -> JSON:

@@ -1,0 +1,640 @@
+"""The run store's contract: every test runs against the in-memory fake and the DynamoDB adapter
+(except the item layout test at the end, which is DynamoDB's own)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+
+from gnomon.adapters.memory import TIME_SHARDS, shard_of
+from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
+from gnomon.domain.runs import parse_scheduled_run_id, scheduled_run_id
+from gnomon.ports import Page, RunRecord, RunStore
+
+T = TypeVar("T")
+T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+def collect(fetch: Callable[[str | None], Page[T]], key: Callable[[T], Any]) -> list[list[Any]]:
+    """Follow `last_key` until None, returning each page's item keys."""
+    pages: list[list[Any]] = []
+    after: str | None = None
+    for _ in range(100):
+        page = fetch(after)
+        pages.append([key(i) for i in page.items])
+        if page.last_key is None:
+            return pages
+        after = page.last_key
+    raise AssertionError("pagination did not end")
+
+
+def race(n: int, action: Callable[[int], T]) -> list[T | Exception]:
+    """Run `action(i)` in n threads released at once; results (or exceptions) by index."""
+    barrier = threading.Barrier(n)
+    results: list[T | Exception] = [RuntimeError("not run")] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = action(i)
+        except Exception as e:  # collected and asserted on by the caller
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def run(
+    run_id: str,
+    *,
+    schedule_id: str | None = None,
+    definition: str = "d1",
+    nominal: datetime = T0,
+    status: str = "pending",
+    active_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    **doc: Any,
+) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        doc={"run_id": run_id, "status": status, **doc},
+        schedule_id=schedule_id,
+        definition=definition,
+        nominal_time=nominal,
+        status=status,
+        active_at=active_at,
+        expires_at=expires_at,
+    )
+
+
+def fired(schedule_id: str, nominal: datetime, **kw: Any) -> RunRecord:
+    """A scheduled firing's run (its id encodes schedule and nominal time)."""
+    return run(scheduled_run_id(schedule_id, "g1", nominal), schedule_id=schedule_id, nominal=nominal, **kw)
+
+
+def newest_first(recs: list[RunRecord]) -> list[str]:
+    return [r.run_id for r in sorted(recs, key=lambda r: (r.nominal_time, r.run_id), reverse=True)]
+
+
+def ids(page: Page[RunRecord]) -> list[str]:
+    return [r.run_id for r in page.items]
+
+
+# --- create / get / update ----------------------------------------------------------------------
+
+
+def test_create_get_scheduled_firing(runs: RunStore) -> None:
+    nominal = T0 + timedelta(microseconds=1500)  # kept to the millisecond
+    rec = fired(
+        "nightly",
+        nominal,
+        status="running",
+        active_at=T0 + timedelta(minutes=5, microseconds=2500),
+        expires_at=T0 + timedelta(days=30, milliseconds=900),
+        n=1.5,
+        x=None,
+    )
+    assert parse_scheduled_run_id(rec.run_id) is not None
+    created = runs.create(rec)
+    assert created.version == 1
+    assert created.doc == {"run_id": rec.run_id, "status": "running", "n": 1.5, "x": None}
+    assert (created.schedule_id, created.definition, created.status) == ("nightly", "d1", "running")
+    assert created.nominal_time == T0 + timedelta(milliseconds=1)
+    assert created.active_at == T0 + timedelta(minutes=5, milliseconds=2)
+    assert created.expires_at == T0 + timedelta(days=30)  # whole seconds (the TTL attribute)
+    assert runs.get(rec.run_id) == created
+
+
+@pytest.mark.parametrize(
+    ("run_id", "schedule_id"),
+    [("job-1234", None), ("sched-t-0123456789ab", "sched")],
+    ids=["execute", "trigger"],
+)
+def test_create_get_other_ids(runs: RunStore, run_id: str, schedule_id: str | None) -> None:
+    assert parse_scheduled_run_id(run_id) is None
+    created = runs.create(run(run_id, schedule_id=schedule_id, definition="d7"))
+    assert (created.run_id, created.schedule_id, created.definition, created.version) == (
+        run_id,
+        schedule_id,
+        "d7",
+        1,
+    )
+    assert created.active_at is None and created.expires_at is None
+    assert runs.get(run_id) == created
+    with pytest.raises(NotFound) as e:
+        runs.get(run_id + "x")
+    assert e.value.details == {"resource": f"run/{run_id}x"}
+
+
+def test_get_missing(runs: RunStore) -> None:
+    for run_id in ("job-1", scheduled_run_id("nightly", "g1", T0)):
+        with pytest.raises(NotFound) as e:
+            runs.get(run_id)
+        assert e.value.details == {"resource": f"run/{run_id}"}
+
+
+@pytest.mark.parametrize("kind", ["scheduled", "execute", "trigger"])
+def test_create_duplicate(runs: RunStore, kind: str) -> None:
+    if kind == "scheduled":
+        first, again = fired("nightly", T0, status="running"), fired("nightly", T0, writer=2)
+    elif kind == "execute":
+        # the same id with another definition (another partition): the pointer makes it a duplicate
+        first, again = run("job-1", status="running"), run("job-1", definition="d2", writer=2)
+    else:
+        first, again = (
+            run("s-t-1", schedule_id="s", status="running"),
+            run("s-t-1", nominal=T0 + timedelta(hours=1)),
+        )
+    stored = runs.create(first)
+    with pytest.raises(AlreadyExists) as e:
+        runs.create(again)
+    assert e.value.details == {"current": stored.doc}
+    assert runs.get(first.run_id) == stored
+
+
+def test_create_refuses_a_misplaced_scheduled_id(runs: RunStore) -> None:
+    good = fired("nightly", T0)
+    for bad in (
+        run(good.run_id, schedule_id="other", nominal=T0),
+        run(good.run_id, schedule_id=None, nominal=T0),
+        run(good.run_id, schedule_id="nightly", nominal=T0 + timedelta(seconds=1)),
+        run("", schedule_id=None),
+        run("job-1", schedule_id=""),
+        run("job-1", definition=""),
+    ):
+        with pytest.raises(ValueError):
+            runs.create(bad)
+    with pytest.raises(ValueError):
+        runs.create(run("job-1", nominal=datetime(2026, 1, 1)))  # naive
+
+
+def test_docs_are_copies(runs: RunStore) -> None:
+    rec = run("job-1", items=[1])
+    runs.create(rec)
+    rec.doc["items"].append(2)
+    got = runs.get("job-1")
+    got.doc["items"].append(3)
+    assert runs.get("job-1").doc["items"] == [1]
+
+
+@pytest.mark.parametrize("run_id", ["job-1", "s-t-1", "scheduled"])
+def test_update(runs: RunStore, run_id: str) -> None:
+    base = (
+        fired("s", T0) if run_id == "scheduled" else run(run_id, schedule_id="s" if "-t-" in run_id else None)
+    )
+    created = runs.create(base)
+    new = RunRecord(
+        run_id=created.run_id,
+        doc={"status": "running", "attempts": [{"n": 1}]},
+        schedule_id=created.schedule_id,
+        definition=created.definition,
+        nominal_time=created.nominal_time,
+        status="running",
+        active_at=T0 + timedelta(minutes=1),
+        expires_at=T0 + timedelta(days=1),
+    )
+    updated = runs.update(new, expected_version=1)
+    assert updated.version == 2
+    assert (updated.doc, updated.status) == (new.doc, "running")
+    assert (updated.active_at, updated.expires_at) == (new.active_at, new.expires_at)
+    assert updated.nominal_time == created.nominal_time
+    assert runs.get(created.run_id) == updated
+    # back to inactive, no expiry
+    closed = runs.update(
+        RunRecord(**{**new.__dict__, "status": "completed", "active_at": None, "expires_at": None}),
+        expected_version=2,
+    )
+    assert (closed.version, closed.status, closed.active_at, closed.expires_at) == (
+        3,
+        "completed",
+        None,
+        None,
+    )
+    with pytest.raises(Conflict) as e:
+        runs.update(new, expected_version=2)
+    assert e.value.current == {**new.doc, "version": 3}
+    assert runs.get(created.run_id) == closed
+
+
+def test_update_missing(runs: RunStore) -> None:
+    for rec in (run("job-1"), fired("s", T0), run("s-t-1", schedule_id="s")):
+        with pytest.raises(NotFound) as e:
+            runs.update(rec, expected_version=1)
+        assert e.value.details == {"resource": f"run/{rec.run_id}"}
+
+
+def test_update_may_not_move_a_run(runs: RunStore) -> None:
+    runs.create(run("job-1", definition="d1"))
+    runs.create(fired("s", T0, definition="d1"))
+    for moved in (
+        run("job-1", definition="d2"),
+        run("job-1", schedule_id="s"),
+        run("job-1", nominal=T0 + timedelta(hours=1)),
+        fired("s", T0, definition="d2"),
+    ):
+        with pytest.raises(ValueError):
+            runs.update(moved, expected_version=1)
+    assert runs.get("job-1").version == 1
+
+
+@pytest.mark.parametrize("run_id", ["job-1", "s-t-1", "scheduled"])
+def test_concurrent_create(runs: RunStore, run_id: str) -> None:
+    def make(i: int) -> RunRecord:
+        if run_id == "scheduled":
+            return fired("s", T0, writer=i)
+        # different definitions: different partitions for the executes, one pointer
+        return run(run_id, schedule_id="s" if "-t-" in run_id else None, definition=f"d{i}", writer=i)
+
+    results = race(8, lambda i: runs.create(make(i)))
+    winners = [r for r in results if isinstance(r, RunRecord)]
+    assert len(winners) == 1, results
+    losers = [r for r in results if not isinstance(r, RunRecord)]
+    assert all(isinstance(r, AlreadyExists) for r in losers), results
+    assert all(isinstance(r, AlreadyExists) and r.details == {"current": winners[0].doc} for r in losers)
+    assert runs.get(winners[0].run_id) == winners[0]
+    assert len(runs.list(after=None, limit=100).items) == 1
+
+
+def test_concurrent_update(runs: RunStore) -> None:
+    created = runs.create(run("job-1"))
+    results = race(
+        8,
+        lambda i: runs.update(run("job-1", status="running", writer=i), expected_version=created.version),
+    )
+    winners = [r for r in results if isinstance(r, RunRecord)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, Conflict) for r in results if not isinstance(r, RunRecord)), results
+    got = runs.get("job-1")
+    assert got.version == 2 and got.doc == winners[0].doc
+
+
+# --- lists --------------------------------------------------------------------------------------
+
+
+def schedule_runs(runs: RunStore) -> list[RunRecord]:
+    """7 runs of schedule s1 (six firings an hour apart, one manual trigger tied with the 3rd),
+    plus runs elsewhere that its lists must not show."""
+    statuses = ["completed", "failed", "completed", "running", "completed", "skipped"]
+    mine = [fired("s1", T0 + timedelta(hours=i), status=statuses[i]) for i in range(6)]
+    mine.append(
+        run("s1-t-000000000001", schedule_id="s1", nominal=T0 + timedelta(hours=2), status="completed")
+    )
+    others = [
+        fired("s10", T0 + timedelta(hours=1)),
+        fired("s", T0),
+        run("job-1", nominal=T0 + timedelta(hours=3)),
+        run("s10-t-1", schedule_id="s10", nominal=T0),
+    ]
+    for rec in mine + others:
+        runs.create(rec)
+    return mine
+
+
+def test_list_by_schedule(runs: RunStore) -> None:
+    mine = schedule_runs(runs)
+    expected = newest_first(mine)
+    assert expected[3:5] == sorted([mine[2].run_id, mine[6].run_id], reverse=True)  # a tie, by run id
+
+    def fetch(after: str | None, **kw: Any) -> Page[RunRecord]:
+        return runs.list(schedule_id="s1", after=after, limit=2, **kw)
+
+    pages = collect(fetch, lambda r: r.run_id)
+    assert [len(p) for p in pages] == [2, 2, 2, 1]
+    assert sum(pages, []) == expected
+    assert runs.list(schedule_id="s1", after=None, limit=7).last_key is None
+    assert runs.list(schedule_id="s1", after=None, limit=6).last_key is not None
+
+    # start inclusive, end exclusive
+    window = [r for r in mine if T0 + timedelta(hours=1) <= r.nominal_time < T0 + timedelta(hours=4)]
+    bounded = collect(
+        lambda a: fetch(a, start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=4)), lambda r: r.run_id
+    )
+    assert sum(bounded, []) == newest_first(window) and len(window) == 4
+    # bounds between milliseconds: the stored nominal time is whole milliseconds
+    just_after = T0 + timedelta(hours=1, microseconds=1)
+    assert ids(fetch(None, start=T0, end=just_after)) == newest_first(mine[1:2] + mine[:1])
+    assert ids(runs.list(schedule_id="s1", start=just_after, after=None, limit=100)) == expected[:-2]
+
+    completed = [r for r in mine if r.status == "completed"]
+    by_status = collect(lambda a: fetch(a, statuses=["completed"]), lambda r: r.run_id)
+    assert [len(p) for p in by_status] == [2, 2]
+    assert sum(by_status, []) == newest_first(completed)
+    two = collect(
+        lambda a: fetch(a, statuses=["failed", "running"], definition="d1", end=T0 + timedelta(hours=5)),
+        lambda r: r.run_id,
+    )
+    assert two == [newest_first([mine[1], mine[3]])]
+    assert runs.list(schedule_id="s1", definition="d2", after=None, limit=5) == Page([], None)
+    assert runs.list(schedule_id="s1", statuses=[], after=None, limit=5) == Page([], None)
+    assert runs.list(schedule_id="nope", after=None, limit=5) == Page([], None)
+    assert runs.list(schedule_id="s1", start=T0 + timedelta(hours=3), end=T0, after=None, limit=5) == Page(
+        [], None
+    )
+
+
+def test_list_items_are_full_records(runs: RunStore) -> None:
+    created = runs.create(
+        run("job-1", status="running", active_at=T0, expires_at=T0 + timedelta(days=3), n=2)
+    )
+    trig = runs.create(run("s-t-1", schedule_id="s", nominal=T0 - timedelta(hours=1)))
+    assert runs.list(after=None, limit=5).items == [created, trig]
+    assert runs.list(definition="d1", statuses=["running"], after=None, limit=5).items == [created]
+    assert runs.list(schedule_id="s", after=None, limit=5).items == [trig]
+
+
+def test_list_page_key_must_be_one_handed_out(runs: RunStore) -> None:
+    for bad in ("x", "2026-12-01T10:00:00.000Z", "2026-12-01T10:00:00Z#a"):
+        with pytest.raises(ValueError):
+            runs.list(after=bad, limit=5)
+        with pytest.raises(ValueError):
+            runs.list(schedule_id="s", after=bad, limit=5)
+    with pytest.raises(ValueError):
+        runs.list(after=None, limit=0)
+
+
+def many_runs(runs: RunStore) -> list[RunRecord]:
+    """Runs of two definitions: firings of two schedules, executes and triggers, with ties on
+    nominal time, spread over every `by_time` shard."""
+    recs: list[RunRecord] = []
+    statuses = ["completed", "failed", "running", "pending"]
+    for i in range(6):
+        t = T0 + timedelta(minutes=10 * i)
+        recs.append(fired("a", t, definition="d1", status=statuses[i % 4]))
+        recs.append(
+            fired("b", t + timedelta(minutes=5 * (i % 2)), definition="d2", status=statuses[(i + 1) % 4])
+        )
+    for i in range(8):
+        t = T0 + timedelta(minutes=10 * (i % 5), milliseconds=i % 2)
+        recs.append(
+            run(f"job-{i:04d}", definition="d1" if i % 3 else "d2", nominal=t, status=statuses[i % 4])
+        )
+    recs += [
+        run(f"a-t-{i:012d}", schedule_id="a", definition="d1", nominal=T0 + timedelta(minutes=20 * i))
+        for i in range(4)
+    ]
+    assert {shard_of(r.run_id, TIME_SHARDS) for r in recs} == set(range(TIME_SHARDS))
+    for rec in recs:
+        runs.create(rec)
+    return recs
+
+
+def test_list_all_and_by_definition(runs: RunStore) -> None:
+    recs = many_runs(runs)
+
+    def check(want: list[RunRecord], limit: int, **kw: Any) -> None:
+        pages = collect(lambda a: runs.list(after=a, limit=limit, **kw), lambda r: r.run_id)
+        assert sum(pages, []) == newest_first(want), kw
+        assert all(len(p) == limit for p in pages[:-1]), pages
+        assert 0 < len(pages[-1]) <= limit or want == [], pages
+
+    for limit in (1, 3, 100):
+        check(recs, limit)
+    check([r for r in recs if r.definition == "d1"], 3, definition="d1")
+    check([r for r in recs if r.definition == "d2"], 2, definition="d2")
+    start, end = T0 + timedelta(minutes=10), T0 + timedelta(minutes=40)
+    window = [r for r in recs if start <= r.nominal_time < end]
+    check(window, 4, start=start, end=end)
+    check(
+        [r for r in window if r.status in ("failed", "pending")],
+        2,
+        start=start,
+        end=end,
+        statuses=["failed", "pending"],
+    )
+    check(
+        [r for r in recs if r.definition == "d2" and r.status == "failed"],
+        1,
+        definition="d2",
+        statuses=["failed"],
+    )
+    check([], 5, definition="d3")
+    assert runs.list(statuses=[], after=None, limit=5) == Page([], None)
+
+
+def test_recent(runs: RunStore) -> None:
+    mine = schedule_runs(runs)
+    assert [r.run_id for r in runs.recent("s1", limit=3)] == newest_first(mine)[:3]
+    assert [r.run_id for r in runs.recent("s1", limit=50)] == newest_first(mine)
+    assert runs.recent("nope", limit=3) == []
+    assert runs.recent("s1", limit=1)[0] == runs.get(newest_first(mine)[0])
+
+
+# --- active index -------------------------------------------------------------------------------
+
+
+def test_active(runs: RunStore) -> None:
+    recs = [
+        run(f"job-{i:02d}", status="running", active_at=T0 + timedelta(minutes=i % 7, milliseconds=i))
+        for i in range(16)
+    ]
+    recs.append(fired("s", T0, status="pending", active_at=T0))
+    recs.append(run("idle", status="completed"))
+    for rec in recs:
+        runs.create(rec)
+    shards = runs.shards
+
+    def expected(shard: int, until: datetime) -> list[str]:
+        hits = [r for r in recs if r.active_at is not None and r.active_at <= until]
+        hits = [r for r in hits if shard_of(r.run_id, shards) == shard]
+        return [r.run_id for r in sorted(hits, key=lambda r: (r.active_at, r.run_id))]
+
+    for until in (
+        T0 - timedelta(seconds=1),
+        T0 + timedelta(minutes=3, milliseconds=3),
+        T0 + timedelta(hours=1),
+    ):
+        union: list[str] = []
+        for shard in range(shards):
+            got = runs.active(shard, until, limit=100)
+            assert [r.run_id for r in got] == expected(shard, until), (shard, until)
+            assert all(r == runs.get(r.run_id) for r in got)
+            union += [r.run_id for r in got]
+        want = {r.run_id for r in recs if r.active_at is not None and r.active_at <= until}
+        assert sorted(union) == sorted(want)
+
+    # exactly at `active_at` it is found, a millisecond earlier not
+    target = runs.get("job-03")
+    assert target.active_at is not None
+    shard = shard_of("job-03", shards)
+    assert "job-03" in [r.run_id for r in runs.active(shard, target.active_at, limit=100)]
+    earlier = target.active_at - timedelta(milliseconds=1)
+    assert "job-03" not in [r.run_id for r in runs.active(shard, earlier, limit=100)]
+    assert "job-03" not in [
+        r.run_id
+        for s in range(shards)
+        if s != shard
+        for r in runs.active(s, T0 + timedelta(days=1), limit=100)
+    ]
+    # limit: the oldest first
+    full = runs.active(shard, T0 + timedelta(days=1), limit=100)
+    assert runs.active(shard, T0 + timedelta(days=1), limit=1) == full[:1]
+
+    # inactive → gone; moved later → found only later
+    runs.update(
+        RunRecord(**{**target.__dict__, "status": "completed", "active_at": None}), expected_version=1
+    )
+    later = T0 + timedelta(hours=2)
+    moved = runs.get("job-04")
+    runs.update(RunRecord(**{**moved.__dict__, "active_at": later}), expected_version=1)
+    everywhere = {r.run_id for s in range(shards) for r in runs.active(s, T0 + timedelta(hours=1), limit=100)}
+    assert "job-03" not in everywhere and "job-04" not in everywhere
+    assert "job-04" in [r.run_id for r in runs.active(shard_of("job-04", shards), later, limit=100)]
+    assert "job-03" not in {r.run_id for s in range(shards) for r in runs.active(s, later, limit=100)}
+
+
+# --- the DynamoDB item layout the SAM template and other readers rely on ------------------------
+
+
+def test_dynamo_run_item_layout(runs_table: str) -> None:
+    import json
+
+    import boto3
+
+    from gnomon.adapters.dynamo import DynamoRunStore
+
+    ddb = boto3.client("dynamodb")
+    store = DynamoRunStore(shards=4)
+
+    def item(pk: str, sk: str) -> dict[str, Any]:
+        return ddb.get_item(TableName=runs_table, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item", {})
+
+    fired_rec = fired(
+        "nightly",
+        T0,
+        status="running",
+        active_at=T0 + timedelta(minutes=5),
+        expires_at=T0 + timedelta(days=30),
+    )
+    store.create(fired_rec)
+    rid = fired_rec.run_id
+    sk = f"r#2026-12-01T10:00:00.000Z#{rid}"
+    got = item("s#nightly", sk)
+    assert json.loads(got.pop("doc")["S"]) == fired_rec.doc
+    assert got == {
+        "pk": {"S": "s#nightly"},
+        "sk": {"S": sk},
+        "version": {"N": "1"},
+        "run_id": {"S": rid},
+        "definition": {"S": "d1"},
+        "status": {"S": "running"},
+        "schedule_id": {"S": "nightly"},
+        "expires_at": {"N": str(int((T0 + timedelta(days=30)).timestamp()))},
+        "time_shard": {"S": str(shard_of(rid, 4))},
+        "time_key": {"S": f"2026-12-01T10:00:00.000Z#{rid}"},
+        "active_shard": {"S": str(shard_of(rid, 4))},
+        "active_key": {"S": f"2026-12-01T10:05:00.000Z#{rid}"},
+    }
+
+    store.create(run("job-1234", definition="d2", nominal=T0 + timedelta(milliseconds=7)))
+    job_sk = "r#2026-12-01T10:00:00.007Z#job-1234"
+    job = item("d#d2", job_sk)
+    assert set(job) == {
+        "pk",
+        "sk",
+        "doc",
+        "version",
+        "run_id",
+        "definition",
+        "status",
+        "time_shard",
+        "time_key",
+    }
+    assert job["time_shard"] == {"S": str(shard_of("job-1234", 4))}
+    assert item("id#job-1234", "ptr") == {
+        "pk": {"S": "id#job-1234"},
+        "sk": {"S": "ptr"},
+        "run_pk": {"S": "d#d2"},
+        "run_sk": {"S": job_sk},
+    }
+
+    store.create(run("nightly-t-0123456789ab", schedule_id="nightly", nominal=T0))
+    trig_sk = "r#2026-12-01T10:00:00.000Z#nightly-t-0123456789ab"
+    assert item("s#nightly", trig_sk)["schedule_id"] == {"S": "nightly"}
+    assert item("id#nightly-t-0123456789ab", "ptr")["run_pk"] == {"S": "s#nightly"}
+
+    # only ids that do not encode their key get a pointer
+    keys = sorted((i["pk"]["S"], i["sk"]["S"]) for i in ddb.scan(TableName=runs_table)["Items"])
+    assert keys == sorted(
+        [
+            ("s#nightly", sk),
+            ("s#nightly", trig_sk),
+            ("d#d2", job_sk),
+            ("id#job-1234", "ptr"),
+            ("id#nightly-t-0123456789ab", "ptr"),
+        ]
+    )
+
+    # closing a run removes it from `active`, and its expiry when there is none
+    cur = store.get(rid)
+    store.update(
+        RunRecord(**{**cur.__dict__, "status": "completed", "active_at": None, "expires_at": None}),
+        expected_version=1,
+    )
+    closed = item("s#nightly", sk)
+    assert not {"active_shard", "active_key", "expires_at"} & set(closed)
+    assert closed["version"] == {"N": "2"} and closed["status"] == {"S": "completed"}
+    assert closed["time_key"] == got["time_key"]
+
+
+def test_dynamo_pointer_outliving_its_run(runs_table: str) -> None:
+    """TTL deletes an expired run but not its pointer: `get` says NotFound and a new run may
+    take the id; a live run's pointer is never dropped."""
+    import boto3
+
+    from gnomon.adapters.dynamo import DynamoRunStore
+
+    ddb = boto3.client("dynamodb")
+    store = DynamoRunStore()
+    old = store.create(run("job-1", definition="d1", expires_at=T0))
+    ddb.delete_item(  # what TTL does
+        TableName=runs_table, Key={"pk": {"S": "d#d1"}, "sk": {"S": "r#2026-12-01T10:00:00.000Z#job-1"}}
+    )
+    with pytest.raises(NotFound):
+        store.get("job-1")
+    new = store.create(run("job-1", definition="d2", nominal=T0 + timedelta(days=40), n=2))
+    assert store.get("job-1") == new and new.doc != old.doc
+    with pytest.raises(AlreadyExists) as e:
+        store.create(run("job-1", definition="d1"))
+    assert e.value.details == {"current": new.doc}
+    assert store.get("job-1") == new
+
+
+@pytest.mark.parametrize("where", ["schedule", "definition", "all"])
+def test_dynamo_list_read_budget(runs_table: str, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """A list that runs out of Query calls returns a short page whose `last_key` resumes below
+    what it examined: following it still yields exactly the matches, newest first."""
+    from gnomon.adapters import dynamo
+
+    monkeypatch.setattr(dynamo, "_LIST_READS", 5)
+    monkeypatch.setattr(dynamo, "_FILTERED_PAGE", 2)
+    store = dynamo.DynamoRunStore()
+    recs = [
+        fired(
+            "s1",
+            T0 + timedelta(minutes=i),
+            definition="d1" if i % 11 == 0 else "d2",
+            status="completed" if i % 13 == 0 else "failed",
+        )
+        for i in range(40)
+    ]
+    for rec in recs:
+        store.create(rec)
+    kw: dict[str, Any] = {"statuses": ["completed"]} if where != "definition" else {"definition": "d1"}
+    if where == "schedule":
+        kw["schedule_id"] = "s1"
+    want = [
+        r
+        for r in recs
+        if r.status in kw.get("statuses", [r.status]) and r.definition == kw.get("definition", r.definition)
+    ]
+    pages = collect(lambda a: store.list(after=a, limit=2, **kw), lambda r: r.run_id)
+    assert sum(pages, []) == newest_first(want)
+    assert any(len(p) < 2 for p in pages[:-1]), pages  # the budget ran out at least once

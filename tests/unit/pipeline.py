@@ -1,0 +1,110 @@
+"""A simulated firing pipeline for unit tests: in-memory stores, a fake clock, a queue that
+delivers by visibility time, and a scripted target."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryRunStore, MemoryScheduleStore
+from gnomon.adapters.memory_queue import MemoryFiringQueue
+from gnomon.domain.model import DefinitionBody, ScheduleCreate
+from gnomon.ports import Invocation, Outcome
+from gnomon.services.common import Caller
+from gnomon.wiring import Services, build
+
+T0 = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+CALLER = Caller("arn:aws:iam::000000000000:user/test")
+
+
+@dataclass
+class FakeClock:
+    t: datetime = T0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> datetime:
+        with self.lock:
+            return self.t
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.t += timedelta(seconds=seconds)
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+
+@dataclass
+class ScriptedTarget:
+    """Answers each invocation with `script(inv)` (default: completed) and records them."""
+
+    script: Callable[[Invocation], Outcome] = lambda inv: Outcome(status="completed", result={"ok": True})
+    calls: list[Invocation] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def invoke(self, inv: Invocation) -> Outcome:
+        with self.lock:
+            self.calls.append(inv)
+        return self.script(inv)
+
+
+class Pipeline:
+    def __init__(self, *, horizon: float = 60.0) -> None:
+        self.clock = FakeClock()
+        self.queue = MemoryFiringQueue()
+        self.target = ScriptedTarget()
+        self.schedule_store = MemoryScheduleStore()
+        self.run_store = MemoryRunStore()
+        self.s: Services = build(
+            clock=self.clock,
+            catalog=MemoryCatalogStore(),
+            schedule_store=self.schedule_store,
+            run_store=self.run_store,
+            requests=MemoryRequestLog(),
+            queue=self.queue,
+            invoker=self.target,
+            token_key=b"k",
+            horizon_seconds=horizon,
+        )
+        self.s.executor._sleep = self.clock.sleep  # type: ignore[attr-defined]
+        self.pending: list[tuple[datetime, dict[str, Any]]] = []
+
+    def definition(self, name: str = "job", **extra: Any) -> None:
+        body = DefinitionBody.model_validate({"name": name, "target": {"type": "http", "url": "https://example.com/h"}, **extra})
+        self.s.definitions.create(body, CALLER)
+
+    def schedule(self, sid: str = "s", **extra: Any) -> dict[str, Any]:
+        body = ScheduleCreate.model_validate({"schedule_id": sid, "definition": "job", **extra})
+        return self.s.schedules.create(body, CALLER)
+
+    def collect(self) -> None:
+        """Move sent messages into the simulated queue with their visibility times."""
+        now = self.clock.now()
+        for body, delay in self.queue.drain():
+            self.pending.append((now + timedelta(seconds=delay), body))
+        self.pending.sort(key=lambda p: p[0])
+
+    def deliver_due(self) -> list[Any]:
+        """Hand every visible message to the worker, oldest first; answers what happened."""
+        self.collect()
+        handled = []
+        while self.pending and self.pending[0][0] <= self.clock.now():
+            _, body = self.pending.pop(0)
+            handled.append(self.s.executor.handle(body))
+            self.collect()
+        return handled
+
+    def run_for(self, seconds: float, step: float = 1.0) -> None:
+        """Tick and deliver every `step` seconds."""
+        elapsed = 0.0
+        while elapsed < seconds:
+            self.s.ticker.tick()
+            self.deliver_due()
+            self.clock.advance(step)
+            elapsed += step
+
+    def runs(self, sid: str = "s") -> list[Any]:
+        return sorted(self.run_store.recent(sid, limit=10_000), key=lambda r: r.nominal_time)
