@@ -132,13 +132,26 @@ def test_keep_alive_requests_are_served_quickly(dev_stack: DevProcess) -> None:
 def test_the_worker_consumes_the_firing_queue(dev_stack: DevProcess) -> None:
     sqs = dev_stack.client("sqs")
     url = sqs.get_queue_url(QueueName="gnomon-FiringQueue")["QueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"e2e": "worker feed"}))
+    # a firing of a schedule that no longer exists: handled (dropped), so the message is deleted
+    firing = {
+        "kind": "firing",
+        "schedule_id": "gone",
+        "generation": "1",
+        "config_version": 1,
+        "nominal_time": "2026-01-01T00:00:00Z",
+        "scheduled_time": "2026-01-01T00:00:00Z",
+    }
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(firing))
 
     def drained() -> bool:
         c = _queue_counts(sqs, url)
         return c["Visible"] == 0 and c["NotVisible"] == 0 and c["Delayed"] == 0
 
     assert _wait_for(drained, timeout=10), _queue_counts(sqs, url)
+    # a message the worker cannot understand is reported as a batch item failure: it stays
+    # in flight until its visibility timeout (and reaches the DLQ after maxReceiveCount)
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"e2e": "not a firing"}))
+    assert _wait_for(lambda: _queue_counts(sqs, url)["NotVisible"] == 1, timeout=10), _queue_counts(sqs, url)
 
 
 # --- signals and arguments ---------------------------------------------------------------------
