@@ -73,7 +73,9 @@ class Pipeline:
         self.pending: list[tuple[datetime, dict[str, Any]]] = []
 
     def definition(self, name: str = "job", **extra: Any) -> None:
-        body = DefinitionBody.model_validate({"name": name, "target": {"type": "http", "url": "https://example.com/h"}, **extra})
+        body = DefinitionBody.model_validate(
+            {"name": name, "target": {"type": "http", "url": "https://example.com/h"}, **extra}
+        )
         self.s.definitions.create(body, CALLER)
 
     def schedule(self, sid: str = "s", **extra: Any) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def test_each_firing_runs_once_and_is_recorded(p: Pipeline) -> None:
     p.run_for(65)
     runs = p.runs()
     assert [r.status for r in runs] == ["completed"] * 6
-    assert [r.doc["nominal_time"] for r in runs] == [fmt(T0 + timedelta(seconds=s)) for s in range(10, 61, 10)]
+    assert [r.doc["nominal_time"] for r in runs] == [
+        fmt(T0 + timedelta(seconds=s)) for s in range(10, 61, 10)
+    ]
     assert len(p.target.calls) == 6
     inv = p.target.calls[1]
     assert inv.previous_nominal_time == T0 + timedelta(seconds=10)
@@ -239,7 +241,12 @@ def test_remaining_actions_pause_the_schedule_at_zero(p: Pipeline) -> None:
     p.run_for(65)
     assert [r.status for r in p.runs()] == ["completed", "completed"]
     state = p.s.schedules.describe("s")["state"]
-    assert state == {"paused": True, "note": "remaining actions exhausted", "paused_until": None, "remaining_actions": 0}
+    assert state == {
+        "paused": True,
+        "note": "remaining actions exhausted",
+        "paused_until": None,
+        "remaining_actions": 0,
+    }
 
 
 def test_retry_endpoint_and_execute_idempotency(p: Pipeline) -> None:
