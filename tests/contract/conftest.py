@@ -8,6 +8,7 @@ with the tables `template.yaml` declares, built by the one loader the dev stack 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ TABLE_ENV = {
     "GNOMON_CATALOG_TABLE": "CatalogTable",
     "GNOMON_SCHEDULES_TABLE": "SchedulesTable",
     "GNOMON_REQUESTS_TABLE": "RequestsTable",
+    "GNOMON_RUNS_TABLE": "RunsTable",
 }
 
 
@@ -87,9 +89,7 @@ def requests_log(backend: str) -> RequestLog:
 def runs_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
     """The runs table (moto), named in `GNOMON_RUNS_TABLE`: `<prefix><LogicalId>`, as the
     loader names tables."""
-    name = f"{PREFIX}RunsTable"
-    monkeypatch.setenv("GNOMON_RUNS_TABLE", name)
-    return name
+    return os.environ["GNOMON_RUNS_TABLE"]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryRunStore, MemoryScheduleStore
 from gnomon.adapters.memory_queue import MemoryFiringQueue
 from gnomon.domain.model import DefinitionBody, ScheduleCreate
-from gnomon.ports import Invocation, Outcome
+from gnomon.ports import Invocation, Outcome, RunStore, ScheduleStore
 from gnomon.services.common import Caller
 from gnomon.wiring import Services, build
 
@@ -52,18 +52,31 @@ class ScriptedTarget:
 
 
 class Pipeline:
-    def __init__(self, *, horizon: float = 60.0) -> None:
+    def __init__(self, *, horizon: float = 60.0, backend: str = "memory") -> None:
         self.clock = FakeClock()
         self.queue = MemoryFiringQueue()
         self.target = ScriptedTarget()
-        self.schedule_store = MemoryScheduleStore()
-        self.run_store = MemoryRunStore()
+        self.schedule_store: ScheduleStore
+        self.run_store: RunStore
+        if backend == "dynamo":  # the caller has moto running with the tables in the environment
+            from gnomon.adapters.dynamo import (
+                DynamoCatalogStore,
+                DynamoRequestLog,
+                DynamoRunStore,
+                DynamoScheduleStore,
+            )
+
+            catalog, requests = DynamoCatalogStore(), DynamoRequestLog()
+            self.schedule_store, self.run_store = DynamoScheduleStore(), DynamoRunStore()
+        else:
+            catalog, requests = MemoryCatalogStore(), MemoryRequestLog()
+            self.schedule_store, self.run_store = MemoryScheduleStore(), MemoryRunStore()
         self.s: Services = build(
             clock=self.clock,
-            catalog=MemoryCatalogStore(),
+            catalog=catalog,
             schedule_store=self.schedule_store,
             run_store=self.run_store,
-            requests=MemoryRequestLog(),
+            requests=requests,
             queue=self.queue,
             invoker=self.target,
             token_key=b"k",
