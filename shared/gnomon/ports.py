@@ -313,3 +313,23 @@ class TargetInvoker(Protocol):
     def invoke(self, inv: Invocation) -> Outcome:
         """Call the target once; never raise for the target's own failures."""
         ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message the firing queue gave up on (after `maxReceiveCount` deliveries)."""
+
+    message_id: str
+    body: str
+    receive_count: int
+    sent_at: datetime | None
+
+
+class DeadLetterQueue(Protocol):
+    def peek(self, limit: int) -> builtins.list[DeadLetter]:
+        """Up to `limit` dead letters, left in the queue."""
+        ...
+
+    def redrive(self, limit: int) -> int:
+        """Move up to `limit` dead letters back to the firing queue; answers how many moved."""
+        ...

@@ -19,6 +19,7 @@ from gnomon.ports import (
     JSON,
     CatalogStore,
     Clock,
+    DeadLetterQueue,
     FiringQueue,
     RequestLog,
     RunStore,
@@ -27,6 +28,7 @@ from gnomon.ports import (
 )
 from gnomon.services.catalog import Calendars, Definitions
 from gnomon.services.execute import Executor
+from gnomon.services.ops import Ops
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.runs import Runs
 from gnomon.services.schedules import Schedules
@@ -48,6 +50,7 @@ class Services:
     ticker: Ticker
     executor: Executor
     runs: Runs
+    ops: Ops
 
 
 def build(
@@ -62,6 +65,7 @@ def build(
     token_key: bytes,
     horizon_seconds: float = 60.0,
     worker_id: str = "worker",
+    dlq: DeadLetterQueue | None = None,
 ) -> Services:
     """Wire the use cases over the given adapters."""
     tokens = PageTokens(token_key)
@@ -87,7 +91,8 @@ def build(
         worker_id=worker_id,
         retention_days=int(os.environ.get("GNOMON_RUN_RETENTION_DAYS", "30")),
     )
-    runs = Runs(run_store, catalog, queue, clock, tokens, executor)
+    runs = Runs(run_store, catalog, queue, clock, tokens, executor, schedule_store)
+    ops = Ops(run_store, dlq, clock)
     return Services(
         clock,
         catalog,
@@ -102,6 +107,7 @@ def build(
         ticker,
         executor,
         runs,
+        ops,
     )
 
 
@@ -145,7 +151,7 @@ def services() -> Services:
         DynamoRunStore,
         DynamoScheduleStore,
     )
-    from gnomon.adapters.sqs import SqsFiringQueue
+    from gnomon.adapters.sqs import SqsDeadLetterQueue, SqsFiringQueue
 
     return build(
         clock=SystemClock(),
@@ -158,6 +164,7 @@ def services() -> Services:
         token_key=_token_key(),
         horizon_seconds=horizon,
         worker_id=f"worker-{uuid.uuid4().hex[:12]}",
+        dlq=SqsDeadLetterQueue() if os.environ.get("GNOMON_DLQ_URL") else None,
     )
 
 

@@ -131,6 +131,11 @@ def test_interval_and_six_field_cron_schedules_deliver_signed_firings(
         assert runs and all(r["status"] == "completed" for r in runs if r["run_id"] in run_ids)
         times = [r["nominal_time"] for r in runs]
         assert times == sorted(times, reverse=True)
+        lateness = api.get(
+            "/v1/metrics/lateness", params={"schedule": "every-2s", "bucket_seconds": 3600}
+        ).json()
+        assert sum(b["count"] for b in lateness["buckets"]) >= 3
+        assert all(b["p50_ms"] < 3000 for b in lateness["buckets"])
         info = api.get("/v1/schedules/every-2s").json()["info"]
         assert info["recent_actions"] and info["counters"]["actions"] >= 3
         # pagination over the schedule's runs

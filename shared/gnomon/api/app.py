@@ -39,6 +39,7 @@ from gnomon.domain.model import (
     Id,
     Map64,
     Mutation,
+    OverlapPolicy,
     PreviewRequest,
     ScheduleCreate,
     ScheduleUpdate,
@@ -422,3 +423,56 @@ def _time(name: str, raw: str | None) -> datetime | None:
         return parse_time(raw)
     except ValueError as exc:
         raise InvalidArgument(f"query.{name}", str(exc)) from None
+
+
+class TriggerRequest(Mutation):
+    overlap: OverlapPolicy | None = None
+    input: Doc64 = None
+    idempotency_key: Id | None = None
+
+
+@app.post("/v1/schedules/<schedule_id>/trigger", summary="Run a schedule's action now", tags=["schedules"])
+def trigger_schedule(schedule_id: str, body: Annotated[TriggerRequest, Body()]):
+    overlap = body.overlap.value if body.overlap else None
+    return _mutate(
+        body, lambda: services().runs.trigger(schedule_id, overlap, body.input, body.idempotency_key)
+    )
+
+
+# --- operations ---------------------------------------------------------------------------------
+
+
+class RedriveRequest(Mutation):
+    max_messages: int = Field(100, ge=1, le=10_000)
+
+
+@app.get("/v1/dlq", summary="Dead-lettered firing messages with their reason", tags=["operations"])
+def list_dlq(page_size_: PageSize = None):
+    return json_response(200, services().ops.dead_letters(page_size(page_size_)))
+
+
+@app.post("/v1/dlq/redrive", summary="Move dead letters back to the firing queue", tags=["operations"])
+def redrive_dlq(body: Annotated[RedriveRequest, Body()]):
+    return _mutate(body, lambda: (200, services().ops.redrive(body.max_messages)))
+
+
+@app.get("/v1/metrics/lateness", summary="Start lateness percentiles per time bucket", tags=["operations"])
+def lateness_metrics(
+    schedule: Annotated[str | None, Query()] = None,
+    definition: Annotated[str | None, Query()] = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: Annotated[str | None, Query()] = None,
+    bucket_seconds: Annotated[str | None, Query(description="default 60")] = None,
+):
+    try:
+        bucket = int(bucket_seconds) if bucket_seconds is not None else 60
+    except ValueError:
+        raise InvalidArgument("query.bucket_seconds", "must be an integer ≥ 1") from None
+    answer = services().ops.lateness(
+        schedule=schedule,
+        definition=definition,
+        start=_time("from", from_),
+        end=_time("to", to),
+        bucket_seconds=bucket,
+    )
+    return json_response(200, answer)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from typing import Any
 
-from gnomon.domain.errors import AlreadyClosed, AlreadyExists, Conflict, InvalidArgument
+from gnomon.domain.errors import AlreadyClosed, AlreadyExists, Conflict, InvalidArgument, NotFound
 from gnomon.domain.runs import TERMINAL, RunStatus, check_transition, parse_scheduled_run_id
 from gnomon.domain.timefmt import fmt
-from gnomon.ports import JSON, CatalogStore, Clock, FiringQueue, Outcome, RunRecord, RunStore
+from gnomon.ports import JSON, CatalogStore, Clock, FiringQueue, Outcome, RunRecord, RunStore, ScheduleStore
 from gnomon.services.execute import Executor
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.schedules import check_input
@@ -50,7 +51,9 @@ class Runs:
         clock: Clock,
         tokens: PageTokens,
         executor: Executor,
+        schedules: ScheduleStore | None = None,
     ) -> None:
+        self._schedules = schedules
         self._runs = runs
         self._catalog = catalog
         self._queue = queue
@@ -147,6 +150,70 @@ class Runs:
                 f"run {run_id} exists with another input", {"current": run_view(current)}
             ) from exc
         self._queue.send([run_message(run_id, 1)])
+        return 201, run_view(rec)
+
+    def trigger(
+        self, schedule_id: str, overlap: str | None, input_: Any, key: str | None
+    ) -> tuple[int, JSON]:
+        """Run a schedule's action now (works while paused; not counted against
+        remaining_actions). The same idempotency key answers the first run with 200."""
+        assert self._schedules is not None
+        sched = self._schedules.get(schedule_id)
+        suffix = (
+            hashlib.sha256(f"{sched.generation}:{key}".encode()).hexdigest()[:12]
+            if key
+            else uuid.uuid4().hex[:12]
+        )
+        run_id = f"{schedule_id}-t-{suffix}"
+        if key is not None:
+            try:
+                return 200, run_view(self._runs.get(run_id))
+            except NotFound:
+                pass
+        definition = self._catalog.get("definition", sched.definition)
+        run_input = sched.doc.get("input") if input_ is None else input_
+        check_input(definition.doc, run_input)
+        now = self._clock.now()
+        doc = new_run_doc(
+            run_id=run_id,
+            definition=sched.definition,
+            definition_version=definition.version,
+            schedule_id=schedule_id,
+            generation=sched.generation,
+            nominal=now,
+            scheduled=now,
+            trigger="trigger",
+            input_=run_input,
+            memo=sched.doc.get("memo", {}),
+        )
+        policy = overlap or sched.doc["policies"]["overlap"]
+        busy = any(
+            r.status in (RunStatus.running.value, RunStatus.pending.value)
+            for r in self._runs.recent(schedule_id, limit=20)
+        )
+        skipped = policy != "allow_all" and busy
+        if skipped:
+            doc.update(status=RunStatus.skipped.value, reason="overlap", closed_at=fmt(now))
+        else:
+            doc["next_attempt"] = 1
+        doc["events"].append({"time": fmt(now), "type": "triggered", "details": {"overlap": policy}})
+        rec = RunRecord(
+            run_id=run_id,
+            doc=doc,
+            schedule_id=schedule_id,
+            definition=sched.definition,
+            nominal_time=now,
+            status=doc["status"],
+            active_at=None if skipped else now,
+        )
+        try:
+            rec = self._runs.create(rec)
+        except AlreadyExists:
+            return 200, run_view(self._runs.get(run_id))
+        if skipped:
+            self._schedules.add_counters(schedule_id, {"skipped_overlap": 1})
+        else:
+            self._queue.send([run_message(run_id, 1)])
         return 201, run_view(rec)
 
     def retry(self, run_id: str) -> JSON:
