@@ -11,31 +11,47 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from gnomon.wiring import services
 
 logger = Logger(service="gnomon")
+metrics = Metrics(namespace="gnomon", service="worker")
 _pool = ThreadPoolExecutor(max_workers=10)
+_METRIC_BY_STATUS = {"completed": "RunsCompleted", "failed": "RunsFailed", "timed_out": "RunsFailed"}
 
 
-def _process(record: dict[str, Any]) -> str | None:
-    """None when handled; the message id when the message must come back (or go to the DLQ)."""
+def _process(record: dict[str, Any]) -> tuple[str | None, Any]:
+    """(None, handled) when handled; (message id, None) when the message must come back."""
     try:
         body = json.loads(record["body"])
         if not isinstance(body, dict):
             raise ValueError("message body is not a JSON object")
         handled = services().executor.handle(body)
         logger.info(
-            "handled", extra={"run_id": handled.run_id, "outcome": handled.outcome, "status": handled.status}
+            "handled",
+            extra={"run_id": handled.run_id, "outcome": handled.outcome, "status": handled.status},
         )
-        return None
+        return None, handled
     except Exception:
         logger.exception("message failed", extra={"message_id": record.get("messageId")})
-        return str(record["messageId"])
+        return str(record["messageId"]), None
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    failures = [f for f in _pool.map(_process, event.get("Records", [])) if f is not None]
-    return {"batchItemFailures": [{"itemIdentifier": f} for f in failures]}
+    results = list(_pool.map(_process, event.get("Records", [])))
+    for _, handled in results:
+        if handled is None:
+            continue
+        if name := _METRIC_BY_STATUS.get(handled.status or ""):
+            metrics.add_metric(name, MetricUnit.Count, 1)
+        if handled.outcome == "retry_scheduled":
+            metrics.add_metric("RunsRetried", MetricUnit.Count, 1)
+        if handled.outcome in ("duplicate", "stale"):
+            metrics.add_metric(f"Firings{handled.outcome.capitalize()}", MetricUnit.Count, 1)
+        if handled.lateness_ms is not None:
+            metrics.add_metric("StartLateness", MetricUnit.Milliseconds, handled.lateness_ms)
+    return {"batchItemFailures": [{"itemIdentifier": f} for f, _ in results if f is not None]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ class Handled:
     outcome: str  # ran | duplicate | stale | deleted | skipped | retry_scheduled | gone
     run_id: str | None = None
     status: str | None = None
+    lateness_ms: float | None = None  # started_at − scheduled_time of a firing's first attempt
 
 
 class Executor:
@@ -145,7 +146,8 @@ class Executor:
             return Handled("duplicate", run_id)
         self._schedules.add_counters(sid, {"actions": 1})
         self._count_down(sched, body["nominal_time"], consume=True)
-        return self._invoke(rec, definition.doc, sched.doc)
+        handled = self._invoke(rec, definition.doc, sched.doc)
+        return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
 
     def _skip(self, sched: ScheduleRecord, nominal: datetime, reason: str, counter: str) -> Handled:
         self._count_down(sched, fmt(nominal) or "", consume=False)
