@@ -188,9 +188,10 @@ class RetryPolicy(Strict):
     """Attempt n+1 starts min(initial × coefficient^(n−1), maximum) seconds after attempt n fails."""
 
     max_attempts: int = Field(3, ge=1, le=100)
-    initial_interval_seconds: float = Field(1, gt=0, le=3600)
+    # int | float keeps whole numbers whole in answers (1, not 1.0), as the contract writes them
+    initial_interval_seconds: int | float = Field(1, gt=0, le=3600)
     backoff_coefficient: float = Field(2.0, ge=1, le=100)
-    maximum_interval_seconds: float = Field(300, gt=0, le=3600)
+    maximum_interval_seconds: int | float = Field(300, gt=0, le=3600)
     non_retryable_errors: list[str] = Field(default_factory=list)
 
 

@@ -759,6 +759,9 @@ class DevStack:
         if "GNOMON_PAGE_TOKEN_SECRET" not in env:  # the template gives it (PageTokenSecret) today
             os.environ["GNOMON_PAGE_TOKEN_SECRET"] = load_or_create_secret(cfg.state_dir)
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        # CloudWatch EMF lines every tick would drown the dev log; `--log-level debug` keeps them.
+        if cfg.log_level != "DEBUG":
+            os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
         specs = tpl.functions(template, res)
         api = load_function(root, API_FUNCTION, specs[API_FUNCTION], "gnomon_dev_api")
