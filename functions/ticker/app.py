@@ -5,16 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from gnomon.wiring import services
 
 logger = Logger(service="gnomon")
+tracer = Tracer(service="gnomon")
 metrics = Metrics(namespace="gnomon", service="ticker")
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else (lambda: 60.0)

@@ -11,12 +11,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from gnomon.wiring import services
 
 logger = Logger(service="gnomon")
+tracer = Tracer(service="gnomon")
 metrics = Metrics(namespace="gnomon", service="worker")
 _pool = ThreadPoolExecutor(max_workers=10)
 _METRIC_BY_STATUS = {"completed": "RunsCompleted", "failed": "RunsFailed", "timed_out": "RunsFailed"}
@@ -40,6 +41,7 @@ def _process(record: dict[str, Any]) -> tuple[str | None, Any]:
 
 
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     results = list(_pool.map(_process, event.get("Records", [])))
