@@ -22,6 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import AwareDatetime, Field
 
 from gnomon import __version__
+from gnomon.api.admin import router as admin_router
 from gnomon.api.errors import error_response, json_response, logger, validation_error
 from gnomon.domain.errors import (
     BadRequest,
@@ -476,3 +477,35 @@ def lateness_metrics(
         bucket_seconds=bucket,
     )
     return json_response(200, answer)
+
+
+class BackfillBody(Mutation):
+    start: AwareDatetime
+    end: AwareDatetime = Field(description="inclusive")
+    overlap: OverlapPolicy | None = Field(None, description="default the schedule's policy")
+    dry_run: bool = False
+
+
+@app.post(
+    "/v1/schedules/<schedule_id>/backfill",
+    summary="Run the action for the fire times of a range (backfill)",
+    tags=["schedules"],
+)
+def backfill_schedule(schedule_id: str, body: Annotated[BackfillBody, Body()]):
+    overlap = body.overlap.value if body.overlap else None
+    return _mutate(
+        body,
+        lambda: services().schedules.backfill(
+            schedule_id, body.start, body.end, overlap, dry_run=body.dry_run
+        ),
+    )
+
+
+# --- the other areas' routers (after every route above) ----------------------------------------
+
+app.include_router(admin_router)
+
+# tasks (CONTRACT.md §8): gnomon.api.tasks imports this module's helpers lazily
+from gnomon.api.tasks import router as tasks_router  # noqa: E402
+
+app.include_router(tasks_router)
