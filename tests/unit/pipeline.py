@@ -12,7 +12,7 @@ from typing import Any
 from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryRunStore, MemoryScheduleStore
 from gnomon.adapters.memory_queue import MemoryFiringQueue
 from gnomon.domain.model import DefinitionBody, ScheduleCreate
-from gnomon.ports import Invocation, Outcome, RunStore, ScheduleStore
+from gnomon.ports import Invocation, Outcome, RunRecord, RunStore, ScheduleStore
 from gnomon.services.common import Caller
 from gnomon.wiring import Services, build
 
@@ -84,6 +84,7 @@ class Pipeline:
         )
         self.s.executor._sleep = self.clock.sleep  # type: ignore[attr-defined]
         self.pending: list[tuple[datetime, dict[str, Any]]] = []
+        self.held: dict[str, RunRecord] = {}
 
     def definition(self, name: str = "job", **extra: Any) -> None:
         body = DefinitionBody.model_validate(
@@ -102,15 +103,40 @@ class Pipeline:
             self.pending.append((now + timedelta(seconds=delay), body))
         self.pending.sort(key=lambda p: p[0])
 
-    def deliver_due(self) -> list[Any]:
-        """Hand every visible message to the worker, oldest first; answers what happened."""
+    def deliver_due(self, copies: int = 1) -> list[Any]:
+        """Hand every visible message to the worker, oldest first (each `copies` times, as an
+        at-least-once queue may); answers what happened."""
         self.collect()
         handled = []
         while self.pending and self.pending[0][0] <= self.clock.now():
             _, body = self.pending.pop(0)
-            handled.append(self.s.executor.handle(body))
+            handled += [self.s.executor.handle(body) for _ in range(copies)]
             self.collect()
         return handled
+
+    def hold(self) -> dict[str, RunRecord]:
+        """Make the target slow: each attempt stays open (running) until `finish` ends it, as a
+        worker still inside a long call would. Answers the held attempts by run id."""
+        held: dict[str, RunRecord] = {}
+
+        def script(inv: Invocation) -> Outcome:
+            held[inv.run_id] = self.run_store.get(inv.run_id)  # as the worker claimed it
+            return Outcome(status="accepted")
+
+        self.target.script = script
+        self.held = held
+        return held
+
+    def finish(self, run_id: str, outcome: Outcome | None = None) -> Any:
+        """The held attempt of `run_id` returns now (with `outcome`, default completed), then
+        the messages that follows are delivered."""
+        handled = self.s.executor.finish(self.held.pop(run_id), outcome or Outcome(status="completed"))
+        self.deliver_due()
+        return handled
+
+    def statuses(self, sid: str = "s") -> list[tuple[str, str | None]]:
+        """(status, reason) of each run of `sid`, by nominal time."""
+        return [(r.status, r.doc.get("reason")) for r in self.runs(sid)]
 
     def run_for(self, seconds: float, step: float = 1.0) -> None:
         """Tick and deliver every `step` seconds."""

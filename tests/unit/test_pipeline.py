@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from gnomon.domain.timefmt import fmt
+from gnomon.domain.errors import NotFound
+from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import Outcome
 from tests.unit.pipeline import T0, Pipeline
 
@@ -279,3 +283,359 @@ def _caller():
     from tests.unit.pipeline import CALLER
 
     return CALLER
+
+
+# -- overlap policies (CONTRACT.md §5) ----------------------------------------------------------
+# A firing every 10 s; each run stays running (a slow target) until the first one is finished.
+# Rows: policy, max_concurrency → (status, reason) of the three firings at 10, 20 and 30 s, then
+# after the first run's attempt returns; and the counters that moved.
+OVERLAP = [
+    ("skip", None, "R S S", "C S S", {"skipped_overlap": 2}),
+    ("buffer_one", None, "R P S", "C R S", {"skipped_overlap": 1}),
+    ("buffer_all", None, "R P P", "C R P", {}),
+    ("buffer_all", 2, "R R P", "C R R", {}),
+    ("allow_all", None, "R R R", "C R R", {}),
+    ("allow_all", 2, "R R P", "C R R", {}),
+    # canceled at once but still running until its attempt returns; then the newest waiting run
+    # starts and the older waiting one gives way (Temporal: the newest wins)
+    ("cancel_other", None, "X P P", "X S R", {"skipped_overlap": 1}),
+    ("terminate_other", None, "T T R", "T T R", {}),
+]
+_CODE = {
+    "R": ("running", None),
+    "P": ("pending", None),
+    "S": ("skipped", "overlap"),
+    "C": ("completed", None),
+    "X": ("canceled", None),
+    "T": ("terminated", None),
+}
+
+
+@pytest.mark.parametrize(("policy", "max_concurrency", "before", "after", "counters"), OVERLAP)
+def test_overlap_policies(
+    p: Pipeline, policy: str, max_concurrency: int | None, before: str, after: str, counters: dict[str, int]
+) -> None:
+    p.hold()
+    p.schedule(
+        spec={"intervals": [{"every_seconds": 10}]},
+        policies={"overlap": policy, "max_concurrency": max_concurrency},
+    )
+    p.run_for(35)
+    assert p.statuses() == [_CODE[c] for c in before.split()]
+    waiting = [r for r in p.runs() if r.status == "pending"]
+    assert all(r.doc["buffered"] and r.doc["attempt"] == 0 for r in waiting)  # recorded, no message
+    assert not any(b.get("run_id") in {r.run_id for r in waiting} for b, _ in p.queue.sent)
+    p.finish(p.runs()[0].run_id)
+    assert p.statuses() == [_CODE[c] for c in after.split()]
+    moved = {k: v for k, v in p.s.schedules.describe("s")["info"]["counters"].items() if v and k != "actions"}
+    assert moved == counters
+    started = {inv.run_id for inv in p.target.calls}
+    assert len(p.target.calls) == len(started)  # nothing started twice
+    assert started == {r.run_id for r in p.runs() if r.doc["attempt"] > 0}
+
+
+def test_cancel_other_starts_the_new_run_only_when_the_canceled_attempt_closes(p: Pipeline) -> None:
+    held = p.hold()
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]}, policies={"overlap": "cancel_other"})
+    p.run_for(25)
+    first, second = p.runs()
+    assert first.status == "canceled" and first.doc["cancel_requested_at"] and first.run_id in held
+    assert second.status == "pending" and second.run_id not in held
+    assert p.s.schedules.describe("s")["info"]["running_runs"] == [first.run_id]  # still counts
+    p.finish(first.run_id, Outcome(status="completed", result={"late": True}))
+    first, second = p.runs()
+    assert first.status == "canceled" and first.doc["error"]["code"] == "canceled"
+    history = p.s.runs.history(first.run_id, 0)
+    assert [e["type"] for e in history["events"]][-2:] == ["cancel_requested", "late_finish"]
+    assert history["attempts"][-1]["closed_at"] is not None
+    assert second.status == "running" and second.run_id in held
+
+
+def test_cancel_other_whose_canceled_attempt_is_lost_starts_the_new_run_when_its_lease_ends(
+    p: Pipeline,
+) -> None:
+    p.hold()  # the first attempt never returns: its worker is gone
+    at = [fmt(T0 + timedelta(seconds=s)) for s in (10, 20)]
+    p.schedule(spec={"at": at}, policies={"overlap": "cancel_other"})
+    p.run_for(25)
+    first, second = p.runs()
+    assert (first.status, second.status) == ("canceled", "pending")
+    p.run_for(60, step=5)  # the lease (timeout 60 s + 30 s) has not ended yet
+    assert p.run_store.get(second.run_id).status == "pending"
+    p.run_for(30, step=5)
+    assert p.run_store.get(second.run_id).status == "running"
+    attempt = p.s.runs.history(first.run_id, 0)["attempts"][-1]
+    assert attempt["closed_at"] is not None and attempt["error"]["code"] == "lease_expired"
+    assert p.run_store.get(first.run_id).status == "canceled"
+
+
+def test_terminate_other_stops_the_running_run_at_once(p: Pipeline) -> None:
+    p.hold()
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]}, policies={"overlap": "terminate_other"})
+    p.run_for(25)
+    first, second = p.runs()
+    assert (first.status, second.status) == ("terminated", "running")
+    assert first.doc["error"]["code"] == "terminated" and first.doc["closed_at"] == fmt(
+        T0 + timedelta(seconds=20)
+    )
+    p.finish(first.run_id)  # the terminated attempt's late return changes nothing
+    assert p.run_store.get(first.run_id).status == "terminated"
+    assert p.s.runs.history(first.run_id, 0)["events"][-1]["type"] == "late_finish"
+
+
+def test_buffered_runs_start_once_under_duplicate_deliveries_and_racing_closers(p: Pipeline) -> None:
+    held = p.hold()
+    p.schedule(
+        spec={"intervals": [{"every_seconds": 10}]},
+        policies={"overlap": "buffer_one"},
+        state={"remaining_actions": 5},
+    )
+    for _ in range(25):  # every message delivered twice
+        p.s.ticker.tick()
+        p.deliver_due(copies=2)
+        p.clock.advance(1)
+    assert p.statuses() == [("running", None), ("pending", None)]
+    first = p.runs()[0].run_id
+
+    def twice_at_once(action: Callable[[], Any]) -> list[Any]:
+        barrier = threading.Barrier(2)
+        out: list[Any] = []
+
+        def go() -> None:
+            barrier.wait()
+            out.append(action())
+
+        threads = [threading.Thread(target=go) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    # the worker's attempt returning twice at once: one closes it and starts the waiting run
+    record = held.pop(first)
+    closed = twice_at_once(lambda: p.s.executor.finish(record, Outcome(status="completed")).outcome)
+    assert sorted(closed) == ["duplicate", "ran"]
+    p.collect()
+    starts = [body for _, body in p.pending if body["kind"] == "run"]
+    assert len(starts) == 1
+    # that start message delivered twice at once: claimed, counted and invoked once
+    started = twice_at_once(lambda: p.s.executor.handle(starts[0]).outcome)
+    assert sorted(started) == ["duplicate", "ran"]
+    assert p.statuses() == [("completed", None), ("running", None)]
+    assert len(p.target.calls) == 2 and len({c.run_id for c in p.target.calls}) == 2
+    described = p.s.schedules.describe("s")
+    assert described["info"]["counters"]["actions"] == 2
+    assert described["state"]["remaining_actions"] == 3
+
+
+def test_the_sweep_never_starts_a_buffered_run(p: Pipeline) -> None:
+    p.hold()
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]}, policies={"overlap": "buffer_one"})
+    p.run_for(25)
+    waiting = p.runs()[1]
+    assert waiting.status == "pending" and waiting.active_at is not None  # only a watchdog
+    store = p.run_store
+    store.update(replace(waiting, active_at=p.clock.now()), expected_version=waiting.version)
+    p.run_for(2)
+    assert p.run_store.get(waiting.run_id).status == "pending"
+    assert len(p.target.calls) == 1
+
+
+def test_a_lost_start_or_a_closer_dying_before_the_ledger_is_repaired_by_the_watchdog(p: Pipeline) -> None:
+    p.hold()
+    at = [fmt(T0 + timedelta(seconds=s)) for s in (10, 20, 21)]  # no later arrival repairs it
+    p.schedule(spec={"at": at}, policies={"overlap": "buffer_all"})
+    p.run_for(25)
+    assert p.statuses() == [("running", None), ("pending", None), ("pending", None)]
+    first, second, third = (r.run_id for r in p.runs())
+    # 1. the closer wrote the ledger, then died before sending the waiting run's message
+    real_send = p.queue.send
+    p.queue.send = lambda msgs: real_send([m for m in msgs if m.body.get("kind") != "run"])  # type: ignore[method-assign]
+    p.finish(first)
+    p.queue.send = real_send  # type: ignore[method-assign]
+    assert p.run_store.get(second).status == "pending"
+    p.run_for(4 * 60, step=10)  # the ledger's watchdog: the ticker asks a worker to settle it
+    assert p.run_store.get(second).status == "running"
+    # 2. a run closed but its worker died before leaving the ledger
+    release = p.s.executor._release
+    p.s.executor._release = lambda run: None  # type: ignore[method-assign]
+    p.finish(second)
+    p.s.executor._release = release  # type: ignore[method-assign]
+    assert p.run_store.get(third).status == "pending"
+    p.run_for(4 * 60, step=10)
+    assert p.run_store.get(third).status == "running"
+
+
+# -- backfill -------------------------------------------------------------------------------------
+
+
+def test_backfill_records_at_once_and_starts_at_most_backfill_rate_per_second(p: Pipeline) -> None:
+    p.schedule(
+        spec={"intervals": [{"every_seconds": 60}], "jitter_seconds": 30},
+        policies={"overlap": "allow_all", "backfill_rate": 4},
+    )
+    p.run_for(95)  # the firing at 10:01 runs as scheduled (jittered)
+    scheduled = p.runs()
+    assert [r.doc["trigger"] for r in scheduled] == ["schedule"]
+    start, end = T0 - timedelta(minutes=10), T0 + timedelta(minutes=1)  # both ends included
+    code, answer = p.s.schedules.backfill("s", start, end, None, dry_run=False)
+    assert code == 201
+    assert answer["fire_times"] == [fmt(start + timedelta(minutes=m)) for m in range(12)]
+    assert answer["runs_created"] == 11  # 10:01 already has its run: neither re-run nor counted
+    backfilled = [r for r in p.runs() if r.doc["trigger"] == "backfill"]
+    assert len(backfilled) == 11 and all(r.status == "pending" for r in backfilled)
+    assert all(r.doc["scheduled_time"] == r.doc["nominal_time"] for r in backfilled)  # no jitter
+    (progress,) = p.s.schedules.describe("s")["info"]["backfills"]
+    assert {k: progress[k] for k in ("start", "end", "total", "started", "overlap")} == {
+        "start": fmt(start),
+        "end": fmt(end),
+        "total": 11,
+        "started": 0,
+        "overlap": "allow_all",
+    }
+    p.run_for(5, step=0.25)
+    backfilled = [r for r in p.runs() if r.doc["trigger"] == "backfill"]
+    assert all(r.status == "completed" for r in backfilled)
+    starts = sorted(parse(r.doc["started_at"]) for r in backfilled)
+    # never more than 4 starts within any second
+    assert all((starts[i + 4] - starts[i]).total_seconds() >= 1 for i in range(len(starts) - 4))
+    assert p.s.schedules.describe("s")["info"]["backfills"][0]["started"] == 11
+    assert p.s.schedules.backfill("s", start, end, None, dry_run=False)[1]["runs_created"] == 0
+
+
+def test_backfill_ignores_pause_and_remaining_actions_and_applies_its_overlap(p: Pipeline) -> None:
+    p.hold()
+    p.schedule(spec={"cron": ["0 * * * *"]}, state={"paused": True, "remaining_actions": 0})
+    code, answer = p.s.schedules.backfill(
+        "s", T0 - timedelta(hours=3), T0 - timedelta(hours=1), "buffer_all", dry_run=False
+    )
+    assert (code, answer["runs_created"]) == (201, 3)
+    p.run_for(2)
+    assert p.statuses() == [("running", None), ("pending", None), ("pending", None)]
+    for _ in range(3):
+        p.finish(next(r.run_id for r in p.runs() if r.status == "running"))
+    assert [s for s, _ in p.statuses()] == ["completed"] * 3
+    assert [inv.nominal_time for inv in p.target.calls] == [T0 - timedelta(hours=h) for h in (3, 2, 1)]
+    # under the schedule's own policy (skip) the others are skipped while the first runs
+    p.s.schedules.backfill("s", T0 - timedelta(hours=6), T0 - timedelta(hours=4), None, dry_run=False)
+    p.run_for(2)
+    assert p.statuses()[:3] == [("running", None), ("skipped", "overlap"), ("skipped", "overlap")]
+    assert p.s.schedules.describe("s")["state"]["paused"] is True
+
+
+def test_a_backfill_beyond_its_head_is_started_by_the_sweep(
+    p: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gnomon.services import schedules
+
+    monkeypatch.setattr(schedules, "KICK_MAX", 3)  # the API hands the ticker only the first 3
+    p.schedule(
+        spec={"intervals": [{"every_seconds": 60}]}, policies={"overlap": "allow_all", "backfill_rate": 4}
+    )
+    code, answer = p.s.schedules.backfill(
+        "s", T0 - timedelta(minutes=12), T0 - timedelta(minutes=1), None, dry_run=False
+    )
+    assert answer["runs_created"] == 12
+    kicked = [r for r in p.runs() if r.active_at is not None and r.active_at > T0]
+    assert len(kicked) == 3  # the others are within the sweep's reach already
+    p.run_for(4, step=0.25)
+    backfilled = [r for r in p.runs() if r.doc["trigger"] == "backfill"]
+    assert [r.status for r in backfilled] == ["completed"] * 12
+    # never before its slot, never more than 4 within a second (this worker takes one message
+    # at a time, in the order the queue hands them out, so a run may start a little late)
+    assert all(parse(r.doc["started_at"]) >= parse(r.doc["not_before"]) for r in backfilled)
+    assert max(Counter(r.doc["started_at"][:19] for r in backfilled).values()) == 4
+
+
+def test_trigger_immediately_and_initial_backfill_on_create(p: Pipeline) -> None:
+    p.schedule(
+        spec={"cron": ["0 0 * * *"]},
+        trigger_immediately=True,
+        initial_backfill=[{"start": fmt(T0 - timedelta(days=2)), "end": fmt(T0), "overlap": "allow_all"}],
+        policies={"overlap": "buffer_all"},
+    )
+    p.run_for(2)
+    runs = p.runs()
+    by_trigger = Counter((r.doc["trigger"], r.status) for r in runs)
+    assert by_trigger == {("trigger", "completed"): 1, ("backfill", "completed"): 2}
+    assert [r.doc["nominal_time"] for r in runs if r.doc["trigger"] == "backfill"] == [
+        "2026-11-30T00:00:00Z",
+        "2026-12-01T00:00:00Z",
+    ]
+    assert p.s.schedules.describe("s")["info"]["backfills"][0]["total"] == 2
+
+
+# -- pause_on_failure, action_after_completion, pause until -------------------------------------
+
+PAUSE_ON_FAILURE = [
+    # outcome of every attempt, max_attempts → the first run's status, paused, the note's start
+    ("failed", 1, "failed", True, "paused due to run failure: "),
+    ("failed", 3, "failed", True, "paused due to run failure: "),
+    ("timed_out", 2, "timed_out", True, "paused due to run timeout: "),
+    ("completed", 1, "completed", False, ""),
+]
+
+
+@pytest.mark.parametrize(("outcome", "attempts", "status", "paused", "note"), PAUSE_ON_FAILURE)
+def test_pause_on_failure(
+    p: Pipeline, outcome: str, attempts: int, status: str, paused: bool, note: str
+) -> None:
+    p.definition(
+        "flaky", retry={"max_attempts": attempts, "initial_interval_seconds": 1, "backoff_coefficient": 1}
+    )
+    p.target.script = lambda inv: Outcome(
+        status=outcome, error=None if outcome == "completed" else {"code": "x", "message": "boom"}
+    )
+    p.schedule(
+        definition="flaky", spec={"intervals": [{"every_seconds": 10}]}, policies={"pause_on_failure": True}
+    )
+    p.run_for(25)
+    runs = p.runs()
+    assert runs[0].status == status and runs[0].doc["attempt"] == attempts
+    state = p.s.schedules.describe("s")["state"]
+    assert state["paused"] is paused
+    if paused:
+        assert state["note"].startswith(note + runs[0].run_id)
+        # the next firing was already enqueued: it meets the paused schedule
+        assert (runs[1].status, runs[1].doc["reason"]) == ("skipped", "paused")
+    else:
+        assert runs[1].status == "completed"
+
+
+def test_action_after_completion_deletes_the_schedule_once_nothing_is_left(p: Pipeline) -> None:
+    p.definition("long", timeout_seconds=840)  # its attempts' leases outlast the test
+    held = p.hold()
+    at = [fmt(T0 + timedelta(seconds=s)) for s in (5, 10)]
+    p.schedule(
+        definition="long",
+        spec={"at": at},
+        policies={"action_after_completion": "delete", "overlap": "allow_all"},
+    )
+    p.run_for(15)
+    assert len(held) == 2 and p.s.schedules.describe("s")["info"]["completed"] is True
+    p.finish(p.runs()[0].run_id)
+    p.run_for(200, step=10)
+    assert p.s.schedules.describe("s")["schedule_id"] == "s"  # a run of it is still running
+    p.finish(p.runs()[1].run_id)
+    p.run_for(2)
+    with pytest.raises(NotFound):
+        p.s.schedules.describe("s")
+    assert [r.status for r in p.runs()] == ["completed", "completed"]
+
+
+def test_pause_until_counts_the_firings_that_fell_while_paused(p: Pipeline) -> None:
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})  # plans 10:00:10 … 10:01:00 at once
+    p.clock.advance(1)
+    p.s.schedules.pause("s", "hold", T0 + timedelta(seconds=125), _caller())
+    p.run_for(130)
+    runs = p.runs()
+    paused = [r for r in runs if r.status == "skipped"]
+    assert len(paused) == 6 and {r.doc["reason"] for r in paused} == {"paused"}  # enqueued before
+    info = p.s.schedules.describe("s")
+    assert info["state"]["paused"] is False and info["state"]["note"] == "unpaused (until reached)"
+    # 10:00:10 … 10:02:00 fell while paused: 6 recorded as they arrived, 6 only counted
+    assert info["info"]["counters"]["skipped_paused"] == 12
+    assert [r.doc["nominal_time"] for r in runs if r.status == "completed"] == [
+        fmt(T0 + timedelta(seconds=130))
+    ]

@@ -4,18 +4,41 @@ lease — claim the run with a conditional write, invoke the target, and record 
 Exactly once: a firing's run id is deterministic, so a redelivered or duplicated message finds
 the run already created (`AlreadyExists`) and stops; a run's next attempt is claimed by a
 version-conditioned `pending → running` update, so two deliveries of one attempt start it once.
+
+Overlap policies (CONTRACT.md §5, Temporal's semantics) rest on the schedule's *overlap ledger*,
+`flight` in its document: the runs that count as running (`running`) and those that wait
+(`buffer`, oldest first). Every change to it is one version-conditioned write of the schedule,
+so two workers never both take the last free place, and the ledger decides before the runs are
+written: a redelivered message finds its run already in the ledger and only redoes what that
+decision implies. A run enters the ledger when it arrives (a firing, or the first start of a
+triggered or backfilled run) and leaves it when its last attempt closes; then the oldest waiting
+run is started by enqueueing its `run` message (whose `pending → running` claim is conditional,
+so two closers starting it at once still start it once). Buffered runs are `pending` with
+`buffered: true` and no message; the sweep never starts them. What a dead worker leaves behind
+(a run that closed without leaving the ledger, a started run whose message was lost) is repaired
+when the ledger is next blocked or by its watchdog (`flight.check_at`: the ticker sends `settle`),
+which look at the runs themselves. Runs started under `allow_all` without `max_concurrency` are
+not tracked, as Temporal does not track them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
-from gnomon.domain.runs import RunStatus, cap_json, check_transition, retry_delay, scheduled_run_id
+from gnomon.domain.errors import AlreadyClosed, AlreadyExists, Conflict, NotFound
+from gnomon.domain.runs import (
+    RunStatus,
+    cap_json,
+    check_transition,
+    retry_delay,
+    scheduled_run_id,
+)
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import (
     JSON,
@@ -30,23 +53,150 @@ from gnomon.ports import (
     ScheduleStore,
     TargetInvoker,
 )
-from gnomon.services.tick import MAX_DELAY, RETRY_GRACE, new_run_doc, run_message, skipped_run
+from gnomon.services.tick import (
+    BUFFER_WATCHDOG,
+    MAX_DELAY,
+    RETRY_GRACE,
+    SETTLE_AFTER,
+    completion_ready,
+    new_run_doc,
+    run_message,
+    schedule_cursor,
+    schedule_record,
+    skipped_run,
+)
 
 LEASE_GRACE = timedelta(seconds=30)
 MAX_EARLY_WAIT = 1.5  # seconds: SQS delays are whole seconds; the rest is waited here
 HISTORY_ERROR_LIMIT = 2048
 DEFAULT_RETENTION_DAYS = 30
-_BLOCKING = (RunStatus.running.value, RunStatus.pending.value)
+BUFFER_LIMIT = 1000  # waiting runs per schedule (buffer_all); beyond: skipped `buffer_full`
+# A ledger entry whose run is not written yet (its worker is between the two writes) is kept this
+# long before a check drops it as abandoned.
+UNWRITTEN_GRACE = timedelta(seconds=60)
+LEDGER_TRIES = 20
+FINAL = frozenset({RunStatus.completed.value, RunStatus.failed.value, RunStatus.timed_out.value})
+# What a skip reason adds to: the schedule's counter.
+SKIP_COUNTERS = {"overlap": "skipped_overlap", "buffer_full": "buffer_dropped", "paused": "skipped_paused"}
+CANCEL_REASON = "canceled by a newer run of the schedule (overlap cancel_other)"
+TERMINATE_REASON = "terminated by a newer run of the schedule (overlap terminate_other)"
+DELETED_REASON = "the schedule was deleted before this run started"
+LOST_ATTEMPT = {
+    "code": "lease_expired",
+    "message": "the worker running this attempt stopped before it finished",
+}
 
 
 @dataclass(frozen=True)
 class Handled:
     """What became of a message (for logs, metrics and tests)."""
 
-    outcome: str  # ran | duplicate | stale | deleted | skipped | retry_scheduled | gone
+    outcome: str  # ran | duplicate | stale | deleted | skipped | buffered | retry_scheduled | gone | settled
     run_id: str | None = None
     status: str | None = None
     lateness_ms: float | None = None  # started_at − scheduled_time of a firing's first attempt
+
+
+# -- the overlap policy, as a pure decision ----------------------------------------------------
+
+
+@dataclass
+class Admission:
+    """What the overlap policy makes of a schedule's waiting runs (oldest first, the newest
+    arrival last) given how many runs count as running."""
+
+    start: list[JSON] = field(default_factory=list)
+    """Start now, in order."""
+    buffer: list[JSON] = field(default_factory=list)
+    """Keep waiting, in order."""
+    skipped: list[tuple[JSON, str]] = field(default_factory=list)
+    """Never run: (entry, reason `overlap` | `buffer_full`)."""
+    cancel: bool = False
+    """Cancel what runs (cancel_other): the first waiting run starts once those attempts close."""
+    terminate: bool = False
+    """Terminate what runs (terminate_other): the first waiting run then starts at once."""
+
+    @property
+    def blocked(self) -> bool:
+        """Something does not start because runs count as running."""
+        return bool(self.buffer or self.skipped or self.cancel or self.terminate)
+
+
+def decide(waiting: list[JSON], running: int, policy: str, max_concurrency: int | None) -> Admission:
+    """Temporal's buffer processing, with `max_concurrency`: each entry (`{"run_id",
+    "overlap"}`, `overlap` None = the schedule's `policy`) starts while fewer than its limit run
+    — `max_concurrency` for `allow_all` (None = unbounded) and `buffer_all` (None = 1), 1 for the
+    others — and otherwise is skipped (`skip`; `buffer_one` once one waits), waits (`buffer_one`,
+    `buffer_all`, up to BUFFER_LIMIT) or waits for what runs to be canceled or terminated.
+    A cancel_other / terminate_other entry with nothing actually running replaces the run chosen
+    to start before it in the same pass (the newest wins, as in Temporal)."""
+    out = Admission()
+
+    def wait(entry: JSON) -> None:
+        if len(out.buffer) < BUFFER_LIMIT:
+            out.buffer.append(entry)
+        else:
+            out.skipped.append((entry, "buffer_full"))
+
+    for entry in waiting:
+        p = entry.get("overlap") or policy
+        if p == "allow_all":
+            if max_concurrency is None or running + len(out.start) < max_concurrency:
+                out.start.append(entry)
+            else:
+                wait(entry)
+            continue
+        limit = (max_concurrency or 1) if p == "buffer_all" else 1
+        if running + len(out.start) < limit:
+            out.start.append(entry)
+        elif p == "skip":
+            out.skipped.append((entry, "overlap"))
+        elif p == "buffer_one":
+            if out.buffer:
+                out.skipped.append((entry, "overlap"))
+            else:
+                out.buffer.append(entry)
+        elif p == "buffer_all":
+            wait(entry)
+        elif running:  # cancel_other / terminate_other while something actually runs
+            out.cancel = out.cancel or p == "cancel_other"
+            out.terminate = out.terminate or p == "terminate_other"
+            wait(entry)
+        else:
+            chosen = [i for i, e in enumerate(out.start) if (e.get("overlap") or policy) != "allow_all"]
+            if chosen:
+                out.skipped.append((out.start.pop(chosen[-1]), "overlap"))
+                out.start.append(entry)
+            else:
+                wait(entry)
+    return out
+
+
+def counts_as_running(run: RunRecord, now: datetime) -> bool:
+    """A run counts as running until its last attempt closes, even when already marked canceled
+    (its attempt is open while it holds an unexpired lease)."""
+    if run.status in (RunStatus.running.value, RunStatus.pending.value):
+        return True
+    if run.status == RunStatus.canceled.value:
+        lease = run.doc.get("lease") or {}
+        return bool(lease) and parse(lease["expires_at"]) > now
+    return False
+
+
+def _tracked(entry: JSON, policy: str, max_concurrency: int | None) -> bool:
+    # allow_all without a limit never waits for anything: like Temporal, do not track those runs.
+    return (entry.get("overlap") or policy) != "allow_all" or max_concurrency is not None
+
+
+def _overlap_of(doc: JSON) -> str | None:
+    """The overlap policy a run asked for (a backfill's or a trigger's), None = the schedule's."""
+    if doc.get("overlap"):
+        return str(doc["overlap"])
+    for event in doc.get("events", []):
+        if event.get("type") == "triggered":  # runs recorded by POST /trigger name it here
+            policy = (event.get("details") or {}).get("overlap")
+            return str(policy) if policy else None
+    return None
 
 
 class Executor:
@@ -84,7 +234,18 @@ class Executor:
             return self._start(str(body["run_id"]), int(body["attempt"]))
         if kind == "lease_expired":
             return self._expire(str(body["run_id"]))
+        if kind == "settle":
+            return self._settle(str(body["schedule_id"]), str(body["generation"]))
+        if kind == "nudge":
+            return self._nudge(str(body["run_id"]))
         raise ValueError(f"unknown message kind {kind!r}")
+
+    def run_closed(self, run_id: str) -> None:
+        """Tell the overlap ledger that a run may have closed outside the worker (canceled or
+        terminated through the API, a canceled run's late callback): once it no longer counts
+        as running, the oldest waiting run of its schedule may start. Without this call the
+        ledger's watchdog notices within a few minutes."""
+        self._release_if_closed(run_id)
 
     # -- a schedule's firing --------------------------------------------------------------------
 
@@ -105,14 +266,19 @@ class Executor:
         if sched.doc["state"].get("paused"):
             return self._skip(sched, nominal, "paused", "skipped_paused")
         self._wait_until(scheduled)
-        if sched.doc["policies"]["overlap"] != "allow_all" and self._blocking_runs(sched, run_id):
-            # skip; the buffer/cancel/terminate policies come with the schedule-semantics work
-            return self._skip(sched, nominal, "overlap", "skipped_overlap")
         try:
             definition = self._catalog.get("definition", sched.definition)
         except NotFound:
             return self._skip(sched, nominal, "definition_missing", "dropped_stale")
+        if self._exists(run_id):  # a redelivery of a firing already taken
+            self._count_down(sched, body["nominal_time"], consume=False)
+            return Handled("duplicate", run_id)
         now = self._clock.now()
+        verdict, _ = self._ledger(sid, gen, arrival={"run_id": run_id, "overlap": None, "since": fmt(now)})
+        if verdict == "gone":
+            return Handled("deleted", run_id)
+        if verdict in SKIP_COUNTERS:
+            return self._skip(sched, nominal, verdict, SKIP_COUNTERS[verdict])
         doc = new_run_doc(
             run_id=run_id,
             definition=sched.definition,
@@ -126,6 +292,8 @@ class Executor:
             memo=sched.doc.get("memo", {}),
         )
         doc["previous_nominal_time"] = body.get("previous_nominal_time")
+        if verdict == "buffer":
+            return self._buffer_firing(sched, doc, body["nominal_time"])
         timeout = _timeout(definition.doc, sched.doc)
         doc["events"].append({"time": fmt(now), "type": "scheduled", "details": {"actual_time": fmt(now)}})
         _begin_attempt(doc, 1, self._worker_id, now, timeout)
@@ -143,11 +311,36 @@ class Executor:
             rec = self._runs.create(rec)
         except AlreadyExists:
             self._count_down(sched, body["nominal_time"], consume=False)
+            self._release_if_closed(run_id)
             return Handled("duplicate", run_id)
         self._schedules.add_counters(sid, {"actions": 1})
         self._count_down(sched, body["nominal_time"], consume=True)
         handled = self._invoke(rec, definition.doc, sched.doc)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
+
+    def _buffer_firing(self, sched: ScheduleRecord, doc: JSON, nominal: str) -> Handled:
+        """Record a firing that waits in the overlap buffer: `pending`, no message. It is not an
+        action yet: remaining_actions is taken when it starts."""
+        now = self._clock.now()
+        doc.update(buffered=True, next_attempt=1)
+        doc["events"].append({"time": fmt(now), "type": "buffered", "details": {"actual_time": fmt(now)}})
+        rec = RunRecord(
+            run_id=doc["run_id"],
+            doc=doc,
+            schedule_id=sched.schedule_id,
+            definition=sched.definition,
+            nominal_time=parse(doc["nominal_time"]),
+            status=RunStatus.pending.value,
+            active_at=now + BUFFER_WATCHDOG,
+        )
+        self._count_down(sched, nominal, consume=False)
+        try:
+            self._runs.create(rec)
+        except AlreadyExists:
+            return Handled("duplicate", rec.run_id)
+        # The ledger may have moved on between its write and this one (the run ahead closed and
+        # started this one before its record existed): look again, now that the run exists.
+        return self._start(rec.run_id, 1)
 
     def _skip(self, sched: ScheduleRecord, nominal: datetime, reason: str, counter: str) -> Handled:
         self._count_down(sched, fmt(nominal) or "", consume=False)
@@ -159,11 +352,12 @@ class Executor:
         self._schedules.add_counters(sched.schedule_id, {counter: 1})
         return Handled("skipped", run.run_id, RunStatus.skipped.value)
 
-    def _blocking_runs(self, sched: ScheduleRecord, run_id: str) -> bool:
-        return any(
-            r.status in _BLOCKING and r.run_id != run_id
-            for r in self._runs.recent(sched.schedule_id, limit=20)
-        )
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self._runs.get(run_id)
+        except NotFound:
+            return False
+        return True
 
     def _count_down(self, sched: ScheduleRecord, nominal: str, *, consume: bool) -> None:
         """For a schedule with `remaining_actions`: forget the planned firing at `nominal` and,
@@ -188,17 +382,11 @@ class Executor:
                     state.update(
                         paused=True, note="remaining actions exhausted", paused_at=fmt(self._clock.now())
                     )
-            new = ScheduleRecord(
-                schedule_id=rec.schedule_id,
-                doc={**rec.doc, "state": state, "planned": planned},
-                generation=rec.generation,
-                definition=rec.definition,
-                group=rec.group,
-                next_fire_at=None if left == 0 else rec.next_fire_at,
-                version=rec.version,
-            )
+            doc = {**rec.doc, "state": state, "planned": planned}
             try:
-                self._schedules.update(new, expected_version=rec.version)
+                self._schedules.update(
+                    schedule_record(rec, doc, schedule_cursor(rec)), expected_version=rec.version
+                )
                 return
             except Conflict:
                 continue
@@ -217,6 +405,46 @@ class Executor:
             return Handled("gone", run_id)
         if run.status != RunStatus.pending.value or int(run.doc.get("next_attempt", 1)) != attempt:
             return Handled("duplicate", run_id, run.status)
+        if run.schedule_id is not None and int(run.doc.get("attempt", 0)) == 0:
+            return self._admit(run, attempt)
+        return self._claim(run, attempt)
+
+    def _admit(self, run: RunRecord, attempt: int) -> Handled:
+        """The first start of a schedule's run that did not start yet (triggered, backfilled or
+        buffered): the overlap ledger decides whether it starts, waits or is skipped."""
+        assert run.schedule_id is not None
+        doc = run.doc
+        if doc.get("not_before"):
+            self._wait_until(parse(doc["not_before"]))  # a backfilled run lands on its start
+        entry = {"run_id": run.run_id, "overlap": _overlap_of(doc), "since": fmt(self._clock.now())}
+        verdict, sched = self._ledger(run.schedule_id, doc.get("generation"), arrival=entry)
+        if verdict == "gone" or sched is None:
+            # The schedule was deleted: what it had not started yet is dropped.
+            self._stop(run.run_id, RunStatus.canceled.value, DELETED_REASON)
+            return Handled("deleted", run.run_id, RunStatus.canceled.value)
+        if verdict == "buffer":
+            return self._mark_buffered(run)
+        if verdict in SKIP_COUNTERS:
+            return self._mark_skipped(run, verdict)
+        scheduled = doc.get("trigger") == "schedule"
+        if scheduled and sched.doc["state"].get("paused"):
+            # A buffered firing starts only while its schedule is not paused (as in Temporal).
+            return self._mark_skipped(run, "paused")
+
+        def claimed() -> None:
+            # Counted once the claim succeeded: a duplicate delivery never counts twice. A
+            # buffered firing is an action (remaining_actions) only now that it starts.
+            assert sched is not None
+            if scheduled:
+                self._count_down(sched, doc["nominal_time"], consume=True)
+            self._schedules.add_counters(sched.schedule_id, {"actions": 1})
+            self._count_backfill(run)
+
+        return self._claim(run, attempt, claimed)
+
+    def _claim(self, run: RunRecord, attempt: int, claimed: Callable[[], None] | None = None) -> Handled:
+        """Claim the run's next attempt (`pending → running`, conditional), then invoke the target."""
+        run_id = run.run_id
         try:
             definition = self._catalog.get("definition", run.definition)
         except NotFound:
@@ -227,15 +455,90 @@ class Executor:
         now = self._clock.now()
         timeout = _timeout(definition.doc, sched_doc)
         doc = dict(run.doc)
+        doc.pop("buffered", None)
         if attempt == 1 and not doc.get("definition_version"):
             doc["definition_version"] = definition.version
         _begin_attempt(doc, attempt, self._worker_id, now, timeout)
-        claimed = _replace(run, doc, RunStatus.running.value, now + timedelta(seconds=timeout) + LEASE_GRACE)
+        new = _replace(run, doc, RunStatus.running.value, now + timedelta(seconds=timeout) + LEASE_GRACE)
         try:
-            claimed = self._runs.update(claimed, expected_version=run.version)
+            new = self._runs.update(new, expected_version=run.version)
         except Conflict:
+            self._release_if_closed(run_id)  # e.g. canceled meanwhile: it no longer holds a place
             return Handled("duplicate", run_id)
-        return self._invoke(claimed, definition.doc, sched_doc)
+        if claimed is not None:
+            claimed()
+        return self._invoke(new, definition.doc, sched_doc)
+
+    def _count_backfill(self, run: RunRecord) -> None:
+        """A backfilled run had its turn (started, buffered or skipped — counted once, when it
+        first left its waiting-for-its-turn state): one more `started` in its backfill's progress."""
+        backfill_id = run.doc.get("backfill_id")
+        if backfill_id is None or run.doc.get("buffered") or run.schedule_id is None:
+            return
+        for _ in range(LEDGER_TRIES):
+            try:
+                rec = self._schedules.get(run.schedule_id)
+            except NotFound:
+                return
+            if rec.generation != run.doc.get("generation"):
+                return
+            doc = {**rec.doc, "info": _count_started(rec.doc.get("info") or {}, str(backfill_id))}
+            if doc == rec.doc:
+                return
+            try:
+                self._schedules.update(
+                    schedule_record(rec, doc, schedule_cursor(rec)), expected_version=rec.version
+                )
+                return
+            except Conflict:
+                continue
+
+    def _mark_buffered(self, run: RunRecord) -> Handled:
+        if run.doc.get("buffered"):
+            return Handled("buffered", run.run_id, run.status)
+        now = self._clock.now()
+        doc = dict(run.doc)
+        doc["buffered"] = True
+        doc["events"] = [*doc.get("events", []), {"time": fmt(now), "type": "buffered", "details": {}}]
+        try:
+            self._runs.update(
+                _replace(run, doc, run.status, now + BUFFER_WATCHDOG), expected_version=run.version
+            )
+        except Conflict:
+            return Handled("duplicate", run.run_id)
+        self._count_backfill(run)
+        return Handled("buffered", run.run_id, run.status)
+
+    def _mark_skipped(self, run: RunRecord, reason: str) -> Handled:
+        """A run that never started becomes `skipped` (and leaves the ledger, if it held a place)."""
+        now = self._clock.now()
+        for _ in range(5):
+            if run.status != RunStatus.pending.value or int(run.doc.get("attempt", 0)) != 0:
+                return Handled("duplicate", run.run_id, run.status)
+            doc = {**run.doc, "reason": reason}
+            doc.pop("buffered", None)
+            doc.pop("next_attempt", None)
+            doc["events"] = [
+                *doc.get("events", []),
+                {"time": fmt(now), "type": "skipped", "details": {"reason": reason}},
+            ]
+            new = _closed(_replace(run, doc, RunStatus.skipped.value, None), now, self._retention)
+            try:
+                saved = self._runs.update(new, expected_version=run.version)
+            except Conflict:
+                try:
+                    run = self._runs.get(run.run_id)
+                except NotFound:
+                    return Handled("gone", run.run_id)
+                continue
+            if run.schedule_id is not None:
+                self._schedules.add_counters(
+                    run.schedule_id, {SKIP_COUNTERS.get(reason, "skipped_overlap"): 1}
+                )
+            self._count_backfill(run)
+            self._release(saved)
+            return Handled("skipped", run.run_id, RunStatus.skipped.value)
+        return Handled("duplicate", run.run_id)
 
     def _schedule_doc(self, run: RunRecord) -> JSON | None:
         if run.schedule_id is None:
@@ -261,13 +564,7 @@ class Executor:
             definition = self._catalog.get("definition", run.definition).doc
         except NotFound:
             definition = {"retry": {"max_attempts": 1}}
-        outcome = Outcome(
-            status="timed_out",
-            error={
-                "code": "lease_expired",
-                "message": "the worker running this attempt stopped before it finished",
-            },
-        )
+        outcome = Outcome(status="timed_out", error=dict(LOST_ATTEMPT))
         return self._close(run, outcome, definition, self._schedule_doc(run))
 
     def finish(self, run: RunRecord, outcome: Outcome) -> Handled:
@@ -278,6 +575,236 @@ class Executor:
         except NotFound:
             definition = {"retry": {"max_attempts": 1}}
         return self._close(run, outcome, definition, self._schedule_doc(run))
+
+    # -- the overlap ledger ---------------------------------------------------------------------
+
+    def _ledger(
+        self,
+        schedule_id: str,
+        generation: str | None,
+        *,
+        arrival: JSON | None = None,
+        release: str | None = None,
+        verify: bool = False,
+    ) -> tuple[str, ScheduleRecord | None]:
+        """One conditional write of a schedule's overlap ledger: `release` leaves what counts as
+        running, `arrival` joins the waiting runs, and the overlap policy decides what starts,
+        waits or is skipped; then the other runs concerned are started (their run message),
+        skipped, canceled or terminated. Answers what became of `arrival` — `start`, `buffer`,
+        `overlap` or `buffer_full` (skipped), `gone` (no such schedule), or `none` without an
+        arrival — and the schedule as written (or read)."""
+        for _ in range(LEDGER_TRIES):
+            now = self._clock.now()
+            try:
+                rec = self._schedules.get(schedule_id)
+            except NotFound:
+                return "gone", None
+            if rec.generation != generation:
+                return "gone", None
+            doc = rec.doc
+            flight = doc.get("flight") or {}
+            running: list[JSON] = list(flight.get("running", []))
+            waiting: list[JSON] = list(flight.get("buffer", []))
+            if arrival is not None:  # decided before (a redelivery): redo what that implies
+                if any(e["run_id"] == arrival["run_id"] for e in running):
+                    return "start", rec
+                if any(e["run_id"] == arrival["run_id"] for e in waiting):
+                    return "buffer", rec
+            if release is not None:
+                running = [e for e in running if e["run_id"] != release]
+            policy = str(doc["policies"]["overlap"])
+            cap = doc["policies"].get("max_concurrency")
+            queue = waiting + ([arrival] if arrival is not None else [])
+            decision = decide(queue, len(running), policy, cap)
+            resend: list[str] = []
+            if running and (verify or decision.blocked):
+                # Before anything waits for them, make sure the runs in the ledger still run.
+                running, resend = self._verify(running, now)
+                decision = decide(queue, len(running), policy, cap)
+            if decision.terminate:
+                # Terminated at once — before the write, so the ledger never forgets a run that
+                # still runs — and the newest waiting run starts at once.
+                for e in running:
+                    self._stop(e["run_id"], RunStatus.terminated.value, TERMINATE_REASON)
+                running = []
+                decision = decide(queue, 0, policy, cap)
+            started = [
+                {"run_id": e["run_id"], "since": fmt(now)} for e in decision.start if _tracked(e, policy, cap)
+            ]
+            new_doc = dict(doc)
+            new_flight: JSON = {"running": running + started, "buffer": decision.buffer}
+            if new_flight["running"] or new_flight["buffer"]:
+                new_flight["check_at"] = flight.get("check_at") or fmt(now + SETTLE_AFTER)
+                new_doc["flight"] = new_flight
+            else:
+                new_doc.pop("flight", None)
+            if new_doc != doc:
+                try:
+                    rec = self._schedules.update(
+                        schedule_record(rec, new_doc, schedule_cursor(rec)), expected_version=rec.version
+                    )
+                except Conflict:
+                    continue
+            self._carry_out(rec, decision, arrival, running, resend)
+            if arrival is None:
+                return "none", rec
+            return _verdict(decision, arrival["run_id"]), rec
+        raise Conflict(f"the overlap ledger of schedule {schedule_id} kept changing", current=None)
+
+    def _carry_out(
+        self,
+        rec: ScheduleRecord,
+        decision: Admission,
+        arrival: JSON | None,
+        running: list[JSON],
+        resend: list[str],
+    ) -> None:
+        """What a ledger decision means for the other runs (the arrival's caller does its own)."""
+        own = arrival["run_id"] if arrival is not None else None
+        starts = [run_message(e["run_id"], 1) for e in decision.start if e["run_id"] != own]
+        starts += [run_message(run_id, 1) for run_id in resend]
+        if starts:
+            self._queue.send(starts)
+        for entry, reason in decision.skipped:
+            if entry["run_id"] != own:
+                self._skip_waiting(entry["run_id"], reason)
+        if decision.cancel:
+            for e in running:
+                if not self._stop(e["run_id"], RunStatus.canceled.value, CANCEL_REASON):
+                    # It had no attempt open (pending between attempts): it closed at once.
+                    self._ledger(rec.schedule_id, rec.generation, release=e["run_id"])
+
+    def _verify(self, running: list[JSON], now: datetime) -> tuple[list[JSON], list[str]]:
+        """The ledger's running entries whose runs still count as running, and those of them that
+        were started from the buffer but are still waiting for their run message (sent again:
+        a closer may have died before sending it; a duplicate is claimed once)."""
+        alive: list[JSON] = []
+        resend: list[str] = []
+        for e in running:
+            try:
+                run = self._runs.get(e["run_id"])
+            except NotFound:
+                if parse(e["since"]) > now - UNWRITTEN_GRACE:
+                    alive.append(e)  # its worker is between the ledger write and the run's
+                continue
+            if counts_as_running(run, now):
+                alive.append(e)
+                if run.status == RunStatus.pending.value and run.doc.get("buffered"):
+                    resend.append(run.run_id)
+        return alive, resend
+
+    def _skip_waiting(self, run_id: str, reason: str) -> None:
+        try:
+            run = self._runs.get(run_id)
+        except NotFound:
+            return  # not written yet: its own worker finds it gone from the ledger
+        self._mark_skipped(run, reason)
+
+    def _release(self, run: RunRecord) -> None:
+        """A run of a schedule closed its last attempt: it no longer counts as running; the
+        oldest waiting run may start, and a schedule that deletes itself may be done."""
+        if run.schedule_id is None:
+            return
+        _, sched = self._ledger(run.schedule_id, run.doc.get("generation"), release=run.run_id)
+        if sched is not None:
+            self._complete_if_done(sched)
+
+    def _release_if_closed(self, run_id: str) -> None:
+        try:
+            run = self._runs.get(run_id)
+        except NotFound:
+            return
+        if not counts_as_running(run, self._clock.now()):
+            self._release(run)
+
+    def _settle(self, schedule_id: str, generation: str) -> Handled:
+        """The ledger's watchdog (sent by the ticker): verify what counts as running, start what
+        may start, and delete a schedule that is done."""
+        _, sched = self._ledger(schedule_id, generation, verify=True)
+        if sched is not None:
+            self._complete_if_done(sched)
+        return Handled("settled")
+
+    def _nudge(self, run_id: str) -> Handled:
+        """The sweep's look at a buffered run (is its schedule still there? did the ledger start
+        it?) or at a closed run still in the active index (a canceled run whose attempt's worker
+        is gone): never a start the ledger did not decide."""
+        try:
+            run = self._runs.get(run_id)
+        except NotFound:
+            return Handled("gone", run_id)
+        if run.status == RunStatus.pending.value:
+            if not run.doc.get("buffered"):
+                return Handled("duplicate", run_id, run.status)
+            return self._admit(run, int(run.doc.get("next_attempt", 1)))
+        if run.doc.get("lease") and not counts_as_running(run, self._clock.now()):
+            # A canceled run whose attempt's worker is gone: that attempt closes as lost.
+            lost = Outcome(status="timed_out", error=dict(LOST_ATTEMPT))
+            return self._keep_late_finish(run, lost)
+        if not counts_as_running(run, self._clock.now()):
+            self._release(run)
+        return Handled("settled", run_id, run.status)
+
+    def _stop(self, run_id: str, status: str, reason: str) -> bool:
+        """Cancel or terminate a run for the overlap policy (the run API's own cancel and
+        terminate); answers whether it still counts as running (a canceled attempt still out)."""
+        from gnomon.services import runs as run_api  # it imports this module's users: bind late
+
+        now = self._clock.now()
+        stop = run_api.cancel_run if status == RunStatus.canceled.value else run_api.terminate_run
+        with contextlib.suppress(AlreadyClosed, Conflict, NotFound):  # closed meanwhile, or gone
+            stop(self._runs, run_id, reason, now, retention_days=self._retention)
+        try:
+            return counts_as_running(self._runs.get(run_id), now)
+        except NotFound:
+            return False
+
+    def _complete_if_done(self, sched: ScheduleRecord) -> None:
+        """action_after_completion `delete`: once nothing is left to fire or run, delete."""
+        if sched.doc["policies"].get("action_after_completion") != "delete":
+            return
+        if completion_ready(sched, self._runs, self._clock.now()):
+            with contextlib.suppress(NotFound, Conflict):  # changed meanwhile: the ticker looks again
+                self._schedules.delete(sched.schedule_id, expected_version=sched.version)
+
+    def _pause_on_failure(self, run: RunRecord) -> None:
+        """pause_on_failure: a run of the schedule ended failed or timed_out after its last
+        attempt, so the schedule pauses — before its next firing — with a note naming the run."""
+        if run.schedule_id is None:
+            return
+        for _ in range(10):
+            try:
+                rec = self._schedules.get(run.schedule_id)
+            except NotFound:
+                return
+            state = rec.doc["state"]
+            if (
+                rec.generation != run.doc.get("generation")
+                or not rec.doc["policies"].get("pause_on_failure")
+                or state.get("paused")
+            ):
+                return
+            if run.status == RunStatus.timed_out.value:
+                note = f"paused due to run timeout: {run.run_id}"
+            else:
+                message = (run.doc.get("error") or {}).get("message")
+                note = f"paused due to run failure: {run.run_id}" + (f": {message}" if message else "")
+            now = self._clock.now()
+            new_state = {
+                **state,
+                "paused": True,
+                "note": note[:4096],
+                "paused_until": None,
+                "paused_at": fmt(now),
+            }
+            doc = {**rec.doc, "state": new_state}
+            try:
+                self._schedules.update(
+                    schedule_record(rec, doc, schedule_cursor(rec)), expected_version=rec.version
+                )
+                return
+            except Conflict:
+                continue
 
     # -- invoking and closing -------------------------------------------------------------------
 
@@ -328,7 +855,7 @@ class Executor:
             if status != RunStatus.running.value:
                 doc.pop("lease", None)
             new = _replace(run, doc, status, active_at)
-            if status in (RunStatus.completed.value, RunStatus.failed.value, RunStatus.timed_out.value):
+            if status in FINAL:
                 new = _closed(new, now, _retention_days(definition, self._retention))
             try:
                 saved = self._runs.update(new, expected_version=run.version)
@@ -340,6 +867,8 @@ class Executor:
             if status == RunStatus.pending.value and delay is not None and delay <= MAX_DELAY:
                 self._queue.send([run_message(saved.run_id, attempt + 1, delay)])
                 return Handled("retry_scheduled", saved.run_id, status)
+            if status in FINAL:
+                self._closed_last_attempt(saved)
             return Handled("ran", saved.run_id, status)
         raise Conflict(f"could not record the outcome of {run.run_id}", current=None)
 
@@ -372,29 +901,44 @@ class Executor:
         )
 
     def _keep_late_finish(self, run: RunRecord, outcome: Outcome) -> Handled:
-        """A canceled or terminated run keeps its status; the late outcome goes into history."""
+        """A canceled or terminated run keeps its status; the late outcome goes into history.
+        A final outcome closes its attempt, so it no longer counts as running (overlap
+        cancel_other starts the waiting run here)."""
+        from gnomon.services import runs as run_api  # it imports this module's users: bind late
+
         for _ in range(5):
-            doc = dict(run.doc)
-            doc["events"] = [
-                *doc.get("events", []),
-                {"time": fmt(self._clock.now()), "type": "late_finish", "details": _summary(outcome)},
-            ]
+            doc = run_api.record_late_finish(
+                run.doc, outcome.status, self._clock.now(), result=outcome.result, error=outcome.error
+            )
+            active_at = run.active_at if doc.get("lease") else None
             try:
-                self._runs.update(_replace(run, doc, run.status, run.active_at), expected_version=run.version)
+                run = self._runs.update(
+                    _replace(run, doc, run.status, active_at), expected_version=run.version
+                )
                 break
             except Conflict:
                 run = self._runs.get(run.run_id)
+        self._release_if_closed(run.run_id)
         return Handled("ran", run.run_id, run.status)
 
     def _close_now(self, run: RunRecord, status: str, error: JSON) -> Handled:
         now = self._clock.now()
         doc = {**run.doc, "error": error}
+        doc.pop("buffered", None)
         new = _closed(_replace(run, doc, status, None), now, self._retention)
         try:
-            self._runs.update(new, expected_version=run.version)
+            saved = self._runs.update(new, expected_version=run.version)
         except Conflict:
             return Handled("duplicate", run.run_id)
+        self._closed_last_attempt(saved)
         return Handled("ran", run.run_id, status)
+
+    def _closed_last_attempt(self, run: RunRecord) -> None:
+        """After a run's last attempt closed: pause_on_failure first (so a buffered firing the
+        release would start meets a paused schedule), then leave the overlap ledger."""
+        if run.status in (RunStatus.failed.value, RunStatus.timed_out.value):
+            self._pause_on_failure(run)
+        self._release(run)
 
 
 # -- run document helpers ---------------------------------------------------------------------
@@ -511,3 +1055,20 @@ def _closed(run: RunRecord, now: datetime, retention_days: int) -> RunRecord:
         expires_at=now + timedelta(days=retention_days),
         version=run.version,
     )
+
+
+def _verdict(decision: Admission, run_id: str) -> str:
+    if any(e["run_id"] == run_id for e in decision.start):
+        return "start"
+    if any(e["run_id"] == run_id for e in decision.buffer):
+        return "buffer"
+    return next(reason for e, reason in decision.skipped if e["run_id"] == run_id)
+
+
+def _count_started(info: JSON, backfill_id: str) -> JSON:
+    """`info` with one more run of backfill `backfill_id` started (never beyond its total)."""
+    records = [dict(b) for b in info.get("backfills", [])]
+    for b in records:
+        if b.get("backfill_id") == backfill_id and int(b["started"]) < int(b["total"]):
+            b["started"] = int(b["started"]) + 1
+    return {**info, "backfills": records}

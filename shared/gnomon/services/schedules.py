@@ -1,27 +1,47 @@
-"""Use cases for schedules: create, describe, update, delete, list, pause, unpause, preview.
+"""Use cases for schedules: create, describe, update, delete, list, pause, unpause, preview,
+backfill.
 
 A schedule is spec (when) + action (definition, input) + policies + state. The stored document
-keeps those four apart; describe adds `info`. `next_fire_at` — where the schedule sits in the
-ticker's due index — is derived here from the spec and state on every write.
+keeps those four apart; describe adds `info`. Every write sets the planning cursor (`cursor`,
+the first nominal time not yet enqueued) and derives `next_fire_at` — where the schedule sits
+in the ticker's due index — from it and the state (`gnomon.services.tick.due_at`).
+
+Runs this module records (a trigger_immediately run, backfilled runs) are `pending` and not yet
+admitted: the worker applies the overlap policy when each one's turn to start comes.
 """
 
 from __future__ import annotations
 
+import builtins
 import secrets
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from gnomon.domain.errors import Conflict, InvalidArgument, NotFound
+from gnomon.domain.errors import AlreadyClosed, AlreadyExists, Conflict, InvalidArgument, NotFound
 from gnomon.domain.model import PreviewRequest, ScheduleCreate, ScheduleState, ScheduleUpdate
+from gnomon.domain.runs import RunStatus, scheduled_run_id
 from gnomon.domain.spec import Calendar, CompiledSpec, Spec, compile_spec
 from gnomon.domain.timefmt import fmt, parse
-from gnomon.ports import JSON, Clock, RunStore, ScheduleRecord, ScheduleStore
+from gnomon.ports import JSON, Clock, RunRecord, RunStore, ScheduleRecord, ScheduleStore
 from gnomon.services.catalog import Calendars, Definitions
 from gnomon.services.common import Caller
+from gnomon.services.execute import DELETED_REASON
 from gnomon.services.pagetoken import PageTokens
+from gnomon.services.tick import (
+    BACKFILL_LEAD,
+    LAST_FIRING_GRACE,
+    RETRY_GRACE,
+    missed_while_paused,
+    new_run_doc,
+    note_finish,
+    schedule_cursor,
+    schedule_record,
+)
 
 COUNTERS = (
     "actions",
@@ -33,10 +53,27 @@ COUNTERS = (
     "quota_delayed",
 )
 NEXT_TIMES = 10
-MAX_COUNTED_MISSED = 100_000  # firings missed while paused that unpause looks at
+MAX_BACKFILL = 10_000  # fire times per backfill request
+KICK_MAX = 100  # backfilled runs the API has the ticker enqueue at once (the sweep takes the rest)
+BACKFILLS_SHOWN = 20  # progress records kept in `info.backfills` (finished ones go first)
 # Stored beside the resource but not answered at its top level (in `info`, or internal).
 _NOT_TOP_LEVEL = frozenset(
-    {"info", "state", "created_at", "updated_at", "updated_by", "identity", "config_version", "last_nominal"}
+    {
+        "info",
+        "state",
+        "created_at",
+        "updated_at",
+        "updated_by",
+        "identity",
+        "config_version",
+        "last_nominal",
+        "planned",
+        "cursor",
+        "flight",
+        "kick",
+        "finish_at",
+        "backfill_next_at",
+    }
 )
 _UPDATABLE = ("group", "definition", "tags", "memo", "search_attributes", "spec", "policies", "input")
 _OMIT_WHEN_NULL = ("memo", "search_attributes")  # Temporal: omitted or null = unchanged, {} = cleared
@@ -101,17 +138,20 @@ class Schedules:
     # -- writes -------------------------------------------------------------------------------
 
     def create(self, body: ScheduleCreate, caller: Caller) -> JSON:
-        """Store a new schedule (a new `generation`) and answer its describe body."""
-        if body.trigger_immediately or body.initial_backfill:
-            # Runs are recorded by the firing pipeline; refusing is honest until it lands.
-            field = "trigger_immediately" if body.trigger_immediately else "initial_backfill"
-            raise InvalidArgument(field, "not supported yet by this deployment")
+        """Store a new schedule (a new `generation`) and answer its describe body.
+        `trigger_immediately` runs its action now (as a trigger without a key would);
+        `initial_backfill` backfills each range given (as the backfill action would)."""
         self._check_definition(body.definition, body.input)
         compiled = self._compile(body.spec)
         now = self._clock.now()
         state = body.state
         if state.paused_until is not None and state.paused_until <= now:
             raise InvalidArgument("state.paused_until", "must be in the future")
+        # Every backfill range is checked before anything is stored.
+        backfills = [
+            (b, _backfill_times(compiled, b.start, b.end, f"initial_backfill[{i}]."))
+            for i, b in enumerate(body.initial_backfill)
+        ]
         doc: JSON = {
             "schedule_id": body.schedule_id,
             "group": body.group,
@@ -128,15 +168,22 @@ class Schedules:
             "updated_at": fmt(now),
             **caller.stamp(),
         }
+        cursor = compiled.next_after(now)
+        note_finish(doc, cursor, now)
         rec = ScheduleRecord(
             schedule_id=body.schedule_id,
             doc=doc,
             generation=_new_generation(now),
             definition=body.definition,
             group=body.group,
-            next_fire_at=_next_fire_at(compiled, doc["state"], now),
+            next_fire_at=None,
         )
-        self._store.create(rec)
+        rec = self._store.create(schedule_record(rec, doc, cursor))
+        if body.trigger_immediately:
+            self._trigger_now(rec)
+        for request, times in backfills:
+            overlap = request.overlap.value if request.overlap is not None else None
+            self._record_backfill(rec.schedule_id, request.start, request.end, times, overlap)
         return self._after_change(body.schedule_id)
 
     def update(self, schedule_id: str, body: ScheduleUpdate, caller: Caller) -> JSON:
@@ -169,18 +216,17 @@ class Schedules:
             self._check_definition(doc["definition"], doc["input"])
             compiled = self._compile(Spec.model_validate(doc["spec"]))
             now = self._clock.now()
-            # Firings enqueued under the old configuration are dropped (counted dropped_stale).
+            # Firings enqueued under the old configuration are dropped (counted dropped_stale),
+            # so planning starts again from now. While paused, the old cursor is kept when it is
+            # earlier: the unpause counts the firings that fell while paused from there.
             doc["config_version"] = int(doc.get("config_version", 1)) + 1
             doc.update(updated_at=fmt(now), **caller.stamp())
-            new = ScheduleRecord(
-                schedule_id=schedule_id,
-                doc=doc,
-                generation=rec.generation,
-                definition=doc["definition"],
-                group=doc["group"],
-                next_fire_at=_next_fire_at(compiled, doc["state"], now),
-                version=rec.version,
-            )
+            cursor = compiled.next_after(now)
+            old = schedule_cursor(rec)
+            if doc["state"].get("paused") and old is not None and (cursor is None or old < cursor):
+                cursor = old
+            note_finish(doc, cursor, now)
+            new = schedule_record(rec, doc, cursor)
             try:
                 self._store.update(new, expected_version=rec.version)
                 return self._after_change(schedule_id)
@@ -193,8 +239,26 @@ class Schedules:
                 # Unconditional update raced another writer: re-read and apply again.
 
     def delete(self, schedule_id: str) -> None:
-        """Delete; firings already enqueued are dropped by the worker, running runs go on."""
-        self._store.delete(schedule_id)
+        """Delete; firings already enqueued are dropped by the worker, running runs go on, and
+        runs waiting in the overlap buffer are canceled (a backfilled run not yet started is
+        canceled by the worker when its turn comes)."""
+        while True:
+            rec = self._store.get(schedule_id)
+            try:
+                self._store.delete(schedule_id, expected_version=rec.version)
+                break
+            except Conflict:
+                continue  # changed meanwhile: read the buffer again
+        if self._runs is None:
+            return
+        from gnomon.services.runs import cancel_run  # it imports this module: bind late
+
+        now = self._clock.now()
+        for entry in (rec.doc.get("flight") or {}).get("buffer", []):
+            try:
+                cancel_run(self._runs, entry["run_id"], DELETED_REASON, now)
+            except (NotFound, AlreadyClosed, Conflict):
+                continue  # not written yet (its worker finds the schedule gone), or closed
 
     def pause(self, schedule_id: str, note: str | None, until: datetime | None, caller: Caller) -> JSON:
         """Pause (again: replaces note and until). With `until`, it unpauses by itself then."""
@@ -214,9 +278,8 @@ class Schedules:
                 return self._describe(rec)
             now = self._clock.now()
             compiled = self._compile(Spec.model_validate(rec.doc["spec"]))
-            paused_at = parse(state["paused_at"]) if state.get("paused_at") else now
             window = timedelta(seconds=int(rec.doc["policies"]["catchup_window_seconds"]))
-            missed = compiled.times(paused_at, MAX_COUNTED_MISSED, now)
+            missed = missed_while_paused(compiled, state, schedule_cursor(rec), now)
             if catch_up == "latest" and missed:
                 cursor: datetime | None = missed[-1]
             elif catch_up == "all":
@@ -234,14 +297,199 @@ class Schedules:
             if new_state.get("remaining_actions") == 0:
                 cursor = None
             doc = {**rec.doc, "state": new_state, "updated_at": fmt(now), **caller.stamp()}
+            note_finish(doc, cursor, now)
             try:
-                self._store.update(_record(rec, doc, cursor), expected_version=rec.version)
+                self._store.update(schedule_record(rec, doc, cursor), expected_version=rec.version)
             except Conflict:
                 continue
             if len(missed) > caught:
                 self._store.add_counters(schedule_id, {"skipped_paused": len(missed) - caught})
             return self._after_change(schedule_id)
         raise Conflict("the schedule kept changing; try again", current=self.describe(schedule_id))
+
+    def backfill(
+        self, schedule_id: str, start: datetime, end: datetime, overlap: str | None, *, dry_run: bool
+    ) -> tuple[int, JSON]:
+        """Backfill `[start, end]`: the current spec's nominal times in it (start_at, end_at and
+        exclusions applied, jitter not) are recorded as `pending` runs at once — a time that
+        already has a run (the deterministic id its firing would have) is neither re-run nor
+        counted — and started progressively, at most `backfill_rate` per second, under
+        `overlap` (default the schedule's policy), whatever pause, catch-up window and
+        remaining_actions say. A dry run only answers the times (200)."""
+        rec = self._store.get(schedule_id)
+        times = _backfill_times(self._compile(Spec.model_validate(rec.doc["spec"])), start, end, "")
+        fire_times = [fmt(t) for t in times]
+        if dry_run:
+            return 200, {"fire_times": fire_times, "runs_created": 0}
+        created = self._record_backfill(schedule_id, start, end, times, overlap)
+        if self._planner is not None:
+            self._planner(schedule_id)  # start the head of it now, not at the next tick
+        return 201, {"fire_times": fire_times, "runs_created": created}
+
+    def _record_backfill(
+        self, schedule_id: str, start: datetime, end: datetime, times: Sequence[datetime], overlap: str | None
+    ) -> int:
+        """Record the runs of one backfill and its progress (`info.backfills`); answers how many
+        runs it created. Start slots are spaced 1/backfill_rate s apart, after those of earlier
+        backfills of the schedule; the first runs are handed to the ticker to enqueue at once
+        (`kick`), the others enter the sweep's reach BACKFILL_LEAD before their slot."""
+        assert self._runs is not None
+        runs = self._runs
+        now = self._clock.now()
+        backfill_id = f"b-{secrets.token_hex(6)}"
+        reserved: JSON = {}
+
+        def reserve(doc: JSON) -> None:
+            # The progress record comes first, so runs the sweep starts early are counted;
+            # `total` is corrected once the runs are written.
+            policies = doc["policies"]
+            rate = int(policies.get("backfill_rate") or 10)
+            after = doc.get("backfill_next_at")
+            base = max(now, parse(after)) if after else now
+            span = timedelta(milliseconds=len(times) * 1000 // rate)
+            doc["backfill_next_at"] = fmt(base + span)
+            record = {
+                "backfill_id": backfill_id,
+                "start": fmt(start),
+                "end": fmt(end),
+                "total": len(times),
+                "started": 0,
+                "overlap": overlap or policies["overlap"],
+                "created_at": fmt(now),
+                "finish_by": fmt(base + span + LAST_FIRING_GRACE),
+            }
+            info = dict(doc.get("info") or {})
+            info["backfills"] = _trim_backfills([*info.get("backfills", []), record])
+            doc["info"] = info
+            reserved.update(base=base, rate=rate, overlap=record["overlap"], doc=doc)
+
+        rec = self._edit(schedule_id, reserve)
+        base, rate, effective = reserved["base"], int(reserved["rate"]), str(reserved["overlap"])
+        action: JSON = reserved["doc"]
+        definition = self._definitions.record(rec.definition)
+        records: builtins.list[RunRecord] = []
+        kicked: set[str] = set()
+        for i, t in enumerate(times):
+            not_before = base + timedelta(milliseconds=i * 1000 // rate)
+            run_id = scheduled_run_id(rec.schedule_id, rec.generation, t)
+            doc = new_run_doc(
+                run_id=run_id,
+                definition=rec.definition,
+                definition_version=definition.version,
+                schedule_id=rec.schedule_id,
+                generation=rec.generation,
+                nominal=t,
+                scheduled=t,
+                trigger="backfill",
+                input_=action.get("input"),
+                memo=action.get("memo", {}),
+            )
+            doc.update(next_attempt=1, overlap=effective, backfill_id=backfill_id, not_before=fmt(not_before))
+            doc["previous_nominal_time"] = fmt(times[i - 1]) if i else None
+            doc["events"].append(
+                {"time": fmt(now), "type": "backfilled", "details": {"backfill_id": backfill_id}}
+            )
+            if i < KICK_MAX and not_before <= now + BACKFILL_LEAD:
+                kicked.add(run_id)
+                active_at = not_before + RETRY_GRACE  # enqueued at once; the sweep only if that is lost
+            else:
+                active_at = not_before - BACKFILL_LEAD
+            records.append(
+                RunRecord(
+                    run_id=run_id,
+                    doc=doc,
+                    schedule_id=rec.schedule_id,
+                    definition=rec.definition,
+                    nominal_time=t,
+                    status=RunStatus.pending.value,
+                    active_at=active_at,
+                )
+            )
+
+        def create(run: RunRecord) -> bool:
+            try:
+                runs.create(run)
+            except AlreadyExists:
+                return False
+            return True
+
+        if len(records) > 50:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                made = list(pool.map(create, records))
+        else:
+            made = [create(r) for r in records]
+        created = sum(made)
+
+        def settle(doc: JSON) -> None:
+            info = dict(doc.get("info") or {})
+            backfills = [dict(b) for b in info.get("backfills", [])]
+            for b in backfills:
+                if b["backfill_id"] == backfill_id:
+                    b["total"] = created
+                    b["started"] = min(int(b["started"]), created)
+            info["backfills"] = backfills
+            doc["info"] = info
+            kick = [
+                {"run_id": r.run_id, "at": r.doc["not_before"]}
+                for r, ok in zip(records, made, strict=True)
+                if ok and r.run_id in kicked
+            ]
+            if kick:
+                doc["kick"] = [*(doc.get("kick") or []), *kick]
+
+        self._edit(schedule_id, settle)
+        return created
+
+    def _trigger_now(self, rec: ScheduleRecord) -> None:
+        """trigger_immediately: a `trigger` run (as POST /trigger without a key records it),
+        handed to the ticker to enqueue at once; the overlap policy applies when it starts."""
+        assert self._runs is not None
+        now = self._clock.now()
+        run_id = f"{rec.schedule_id}-t-{uuid.uuid4().hex[:12]}"
+        definition = self._definitions.record(rec.definition)
+        doc = new_run_doc(
+            run_id=run_id,
+            definition=rec.definition,
+            definition_version=definition.version,
+            schedule_id=rec.schedule_id,
+            generation=rec.generation,
+            nominal=now,
+            scheduled=now,
+            trigger="trigger",
+            input_=rec.doc.get("input"),
+            memo=rec.doc.get("memo", {}),
+        )
+        doc.update(next_attempt=1, overlap=None)
+        doc["events"].append({"time": fmt(now), "type": "triggered", "details": {"overlap": None}})
+        self._runs.create(
+            RunRecord(
+                run_id=run_id,
+                doc=doc,
+                schedule_id=rec.schedule_id,
+                definition=rec.definition,
+                nominal_time=now,
+                status=RunStatus.pending.value,
+                active_at=now + RETRY_GRACE,  # the sweep starts it if the ticker's message is lost
+            )
+        )
+        self._edit(
+            rec.schedule_id,
+            lambda doc: doc.update(kick=[*(doc.get("kick") or []), {"run_id": run_id, "at": fmt(now)}]),
+        )
+
+    def _edit(self, schedule_id: str, change: Callable[[JSON], object]) -> ScheduleRecord:
+        """Apply `change` to a copy of the stored document and write it conditionally (again on
+        a conflict); the cursor stays."""
+        while True:
+            rec = self._store.get(schedule_id)
+            doc = dict(rec.doc)
+            change(doc)
+            try:
+                return self._store.update(
+                    schedule_record(rec, doc, schedule_cursor(rec)), expected_version=rec.version
+                )
+            except Conflict:
+                continue
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -260,11 +508,11 @@ class Schedules:
             if not rec.doc["state"]["paused"]:
                 state["paused_at"] = fmt(now)
             doc = {**rec.doc, "state": state, "updated_at": fmt(now), **caller.stamp()}
-            compiled = self._compile(Spec.model_validate(doc["spec"]))
+            # The cursor stays where planning stopped: the unpause counts from there.
             try:
                 return self._describe(
                     self._store.update(
-                        _record(rec, doc, _next_fire_at(compiled, state, now)), expected_version=rec.version
+                        schedule_record(rec, doc, schedule_cursor(rec)), expected_version=rec.version
                     )
                 )
             except Conflict:
@@ -311,7 +559,7 @@ class Schedules:
                 }
                 for r in recent
             ],
-            "running_runs": [r.run_id for r in recent if r.status == "running"],
+            "running_runs": _running_runs(doc, recent),
             "last_fire_time": recent[0].doc["nominal_time"] if recent else info.get("last_fire_time"),
             "counters": {name: int(rec.counters.get(name, 0)) for name in COUNTERS},
             "backfills": info.get("backfills", []),
@@ -358,18 +606,6 @@ def check_input(definition: JSON, input_: Any) -> None:
         ) from None
 
 
-def _record(rec: ScheduleRecord, doc: JSON, next_fire_at: datetime | None) -> ScheduleRecord:
-    return ScheduleRecord(
-        schedule_id=rec.schedule_id,
-        doc=doc,
-        generation=rec.generation,
-        definition=doc["definition"],
-        group=doc["group"],
-        next_fire_at=next_fire_at,
-        version=rec.version,
-    )
-
-
 def _state_doc(state: ScheduleState) -> JSON:
     return {
         "paused": state.paused,
@@ -401,11 +637,27 @@ def _new_generation(now: datetime) -> str:
     return f"{int(now.timestamp() * 1000):x}{secrets.token_hex(2)}"
 
 
-def _next_fire_at(compiled: CompiledSpec, state: JSON, now: datetime) -> datetime | None:
-    """Where the schedule sits in the due index: its next firing, or its `paused_until`."""
-    if state.get("paused"):
-        until: str | None = state.get("paused_until")
-        return parse(until) if until else None
-    if state.get("remaining_actions") == 0:
-        return None
-    return compiled.next_after(now)
+def _backfill_times(compiled: CompiledSpec, start: datetime, end: datetime, prefix: str) -> list[datetime]:
+    """The nominal times t with start ≤ t ≤ end (422 when start > end or more than
+    MAX_BACKFILL); `prefix` names the request field."""
+    if start > end:
+        raise InvalidArgument(f"{prefix}end", "must not be before start")
+    times = compiled.times(start - timedelta(microseconds=1), MAX_BACKFILL + 1, end)
+    if len(times) > MAX_BACKFILL:
+        raise InvalidArgument(f"{prefix}end", f"the range holds more than {MAX_BACKFILL} fire times")
+    return times
+
+
+def _trim_backfills(records: list[JSON]) -> list[JSON]:
+    """At most BACKFILLS_SHOWN progress records: the oldest finished ones go first."""
+    out = list(records)
+    while len(out) > BACKFILLS_SHOWN:
+        done = [i for i, b in enumerate(out) if int(b["started"]) >= int(b["total"])]
+        out.pop(done[0] if done else 0)
+    return out
+
+
+def _running_runs(doc: JSON, recent: list[RunRecord]) -> list[str]:
+    """The runs that count as running: those the overlap ledger holds, then running ones."""
+    ids = [e["run_id"] for e in (doc.get("flight") or {}).get("running", [])]
+    return ids + [r.run_id for r in recent if r.status == RunStatus.running.value and r.run_id not in ids]

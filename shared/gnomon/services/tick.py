@@ -5,6 +5,13 @@ past the horizon with one version-conditioned write, and sweep runs whose lease 
 Why duplicates are harmless here: every firing's run id is deterministic and the worker claims
 it with a conditional write. Two tickers racing, or a ticker dying between enqueue and advance,
 only enqueue a firing twice; it still runs once.
+
+Where a schedule sits in the due index (`next_fire_at`) is the earliest instant the ticker has
+work for it (`due_at`): its next firing — the planning cursor, kept in the document as `cursor`
+so that a pause does not lose it — or the end of a `pause … until`, runs to start at once
+(`kick`: trigger_immediately, the head of a backfill), the overlap ledger's watchdog
+(`flight.check_at`, see `gnomon.services.execute`) and the completion check of a schedule
+that deletes itself (`finish_at`).
 """
 
 from __future__ import annotations
@@ -38,8 +45,17 @@ MAX_FIRINGS_PER_SCHEDULE = (
 )
 MAX_SKIPPED_RECORDED = 1000
 MAX_MISSED_COUNTED = 1_000_000
+MAX_PAUSED_COUNTED = 100_000  # firings missed while paused that are looked at (and counted)
 PAGE = 100
+SWEEP_PAGES = 20  # pages of due runs per shard and tick (each page moves what it handled out of reach)
 RETRY_GRACE = timedelta(seconds=60)
+# A backfilled run enters the sweep's reach this long before it is due to start; the sweep then
+# enqueues it with the delay that lands it on its start (SQS delays reach 900 s).
+BACKFILL_LEAD = timedelta(seconds=60)
+BUFFER_WATCHDOG = timedelta(hours=1)  # how often the sweep asks after a buffered run (deleted schedules)
+SETTLE_AFTER = timedelta(seconds=120)  # the overlap ledger's watchdog period (beyond the horizon)
+FINISH_RECHECK = timedelta(seconds=60)  # a self-deleting schedule not yet done looks again this late
+LAST_FIRING_GRACE = timedelta(seconds=MAX_DELAY + 60)  # how long a last firing may still be on its way
 
 
 @dataclass
@@ -52,6 +68,7 @@ class TickReport:
     missed: int = 0
     conflicts: int = 0
     runs_swept: int = 0
+    schedules_completed: int = 0
     complete: bool = True
     errors: list[str] = field(default_factory=list)
 
@@ -92,7 +109,7 @@ class Ticker:
                 report.due_read += len(entries)
                 for entry in entries:
                     try:
-                        self.plan(entry.schedule_id, now=now, report=report)
+                        self.plan(entry.schedule_id, now=now, report=report, finishing=True)
                     except Exception as exc:  # one bad schedule must not stop the others
                         report.errors.append(f"{entry.schedule_id}: {exc!r}")
                 if len(entries) < PAGE:
@@ -101,10 +118,19 @@ class Ticker:
         self.sweep(now, report, time_left, reserve)
         return report
 
-    def plan(self, schedule_id: str, *, now: datetime | None = None, report: TickReport | None = None) -> int:
-        """Enqueue the firings of one schedule up to now + horizon and advance its cursor.
-        Used by the tick and, right after a create/update/unpause, by the API. Answers the
-        number of firings enqueued."""
+    def plan(
+        self,
+        schedule_id: str,
+        *,
+        now: datetime | None = None,
+        report: TickReport | None = None,
+        finishing: bool = False,
+    ) -> int:
+        """Enqueue the firings of one schedule up to now + horizon (and the runs it was asked to
+        start at once) and advance its cursor. Used by the tick and, right after a create,
+        update, unpause or backfill, by the API. Only the tick (`finishing`) deletes a schedule
+        whose `action_after_completion` is `delete`, so a create never answers a deleted
+        schedule. Answers the number of firings enqueued."""
         now = now or self._clock.now()
         report = report or TickReport()
         until = now + self.horizon
@@ -116,36 +142,109 @@ class Ticker:
             if rec.next_fire_at is None or rec.next_fire_at > until:
                 return 0
             try:
-                sent = self._plan_record(rec, now, until, report)
+                sent = self._plan_record(rec, now, until, report, finishing)
             except Conflict:
                 report.conflicts += 1
-                continue  # a user change or another ticker moved it: re-read and plan again
+                continue  # a user change, a worker or another ticker moved it: re-read and plan again
             report.schedules_advanced += 1
             report.firings_enqueued += sent
             return sent
         return 0
 
-    def _plan_record(self, rec: ScheduleRecord, now: datetime, until: datetime, report: TickReport) -> int:
-        doc = rec.doc
-        state = doc["state"]
+    def _plan_record(
+        self, rec: ScheduleRecord, now: datetime, until: datetime, report: TickReport, finishing: bool
+    ) -> int:
+        doc = dict(rec.doc)
+        state = dict(doc["state"])
+        cursor = schedule_cursor(rec)
+        messages: list[OutgoingMessage] = []
+        changed = False
+        # Runs recorded by the API that should start at once (their run message claims them).
+        kick = doc.pop("kick", None)
+        if kick:
+            messages += [_start_message(k["run_id"], parse(k["at"]), now) for k in kick]
+            changed = True
+        # The overlap ledger's watchdog: a worker verifies what counts as running and starts
+        # what waits (a closer that died before starting the next buffered run is repaired so).
+        flight = doc.get("flight")
+        if flight and flight.get("check_at") and parse(flight["check_at"]) <= until:
+            messages.append(
+                OutgoingMessage(
+                    body={"kind": "settle", "schedule_id": rec.schedule_id, "generation": rec.generation}
+                )
+            )
+            doc["flight"] = {**flight, "check_at": fmt(now + self.horizon + SETTLE_AFTER)}
+            changed = True
+        skipped_paused = 0
         if state.get("paused"):
             until_s = state.get("paused_until")
-            if not until_s or parse(until_s) > now:
-                return 0
-            # `pause until` reached: unpause by itself with catch_up none.
+            if until_s and parse(until_s) <= now:
+                # `pause … until` reached: unpause by itself with catch_up none; the firings that
+                # fell while paused are counted, as an unpause counts them.
+                compiled = self._compile(doc["spec"])
+                skipped_paused = len(missed_while_paused(compiled, state, cursor, now))
+                state.update(paused=False, paused_until=None, note="unpaused (until reached)")
+                state.pop("paused_at", None)
+                doc["state"] = state
+                cursor = compiled.next_after(now)
+                changed = True
+        missed = 0
+        missed_runs: list[RunRecord] = []
+        if (
+            not state.get("paused")
+            and state.get("remaining_actions") != 0
+            and cursor is not None
+            and cursor <= until
+        ):
             compiled = self._compile(doc["spec"])
-            doc = {
-                **doc,
-                "state": {**state, "paused": False, "paused_until": None, "note": "unpaused (until reached)"},
-            }
-            doc["state"].pop("paused_at", None)
-            nxt = compiled.next_after(now)
-            self._schedules.update(_with(rec, doc, nxt), expected_version=rec.version)
+            cursor, missed, missed_runs, firings = self._plan_firings(rec, doc, compiled, cursor, now, until)
+            messages += firings
+            changed = True
+        # A schedule that deletes itself once no future firing remains.
+        if cursor is None and doc["policies"].get("action_after_completion") == "delete":
+            if not finishing:
+                if not doc.get("finish_at"):
+                    doc["finish_at"] = fmt(now)  # the next tick looks
+                    changed = True
+            elif not changed and completion_ready(rec, self._runs, now):
+                with contextlib.suppress(NotFound, Conflict):  # changed meanwhile: next tick looks again
+                    self._schedules.delete(rec.schedule_id, expected_version=rec.version)
+                    report.schedules_completed += 1
+                return 0
+            elif not doc.get("finish_at") or parse(doc["finish_at"]) <= until:
+                doc["finish_at"] = fmt(now + self.horizon + FINISH_RECHECK)
+                changed = True
+        elif doc.pop("finish_at", None) is not None:
+            changed = True
+        if not changed:
             return 0
-        assert rec.next_fire_at is not None
-        compiled = self._compile(doc["spec"])
+        # Enqueue first, then advance: dying in between only enqueues twice (deduplicated by run id).
+        if messages:
+            self._queue.send(messages)
+        self._schedules.update(schedule_record(rec, doc, cursor), expected_version=rec.version)
+        if missed:
+            for run in missed_runs:
+                with contextlib.suppress(AlreadyExists):  # recorded by an earlier tick
+                    self._runs.create(run)
+            self._schedules.add_counters(rec.schedule_id, {"missed_catchup_window": missed})
+            report.missed += missed
+        if skipped_paused:
+            self._schedules.add_counters(rec.schedule_id, {"skipped_paused": skipped_paused})
+        return sum(1 for m in messages if m.body.get("kind") == "firing")
+
+    def _plan_firings(
+        self,
+        rec: ScheduleRecord,
+        doc: JSON,
+        compiled: CompiledSpec,
+        cursor: datetime | None,
+        now: datetime,
+        until: datetime,
+    ) -> tuple[datetime | None, int, list[RunRecord], list[OutgoingMessage]]:
+        """The firings from `cursor` up to `until` (catch-up applied); updates `doc`'s
+        `last_nominal` and `planned`. Answers the new cursor, the missed count, the missed runs
+        to record and the firing messages."""
         window = timedelta(seconds=int(doc["policies"]["catchup_window_seconds"]))
-        cursor: datetime | None = rec.next_fire_at
         previous = doc.get("last_nominal")
         missed_runs: list[RunRecord] = []
         missed = 0
@@ -192,20 +291,10 @@ class Ticker:
             )
             previous = fmt(cursor)
             cursor = compiled.next_after(cursor)
-        # Enqueue first, then advance: dying in between only enqueues twice (deduplicated by run id).
-        if messages:
-            self._queue.send(messages)
-        new_doc = {**doc, "last_nominal": previous}
+        doc["last_nominal"] = previous
         if remaining is not None:
-            new_doc["planned"] = planned + [m.body["nominal_time"] for m in messages]
-        self._schedules.update(_with(rec, new_doc, cursor), expected_version=rec.version)
-        if missed:
-            for run in missed_runs:
-                with contextlib.suppress(AlreadyExists):  # recorded by an earlier tick
-                    self._runs.create(run)
-            self._schedules.add_counters(rec.schedule_id, {"missed_catchup_window": missed})
-            report.missed += missed
-        return len(messages)
+            doc["planned"] = planned + [m.body["nominal_time"] for m in messages]
+        return cursor, missed, missed_runs, messages
 
     def _skipped_run(self, rec: ScheduleRecord, nominal: datetime, reason: str) -> RunRecord:
         return skipped_run(rec, nominal, reason, self._clock.now())
@@ -214,26 +303,45 @@ class Ticker:
         self, now: datetime, report: TickReport, time_left: Callable[[], float], reserve: float
     ) -> None:
         """Re-enqueue runs whose attempt is due but has no message in flight (long backoffs,
-        lost messages) and runs whose worker died holding the lease."""
+        lost messages), runs whose worker died holding the lease, and backfilled runs whose
+        start comes within reach."""
         for shard in range(self._runs.shards):
-            if time_left() < reserve:
-                report.complete = False
-                return
-            for run in self._runs.active(shard, now, limit=PAGE):
-                try:
-                    if self._sweep_one(run, now):
-                        report.runs_swept += 1
-                except Conflict:
-                    report.conflicts += 1
+            for _ in range(SWEEP_PAGES):
+                if time_left() < reserve:
+                    report.complete = False
+                    return
+                page = self._runs.active(shard, now, limit=PAGE)
+                moved = 0
+                for run in page:
+                    try:
+                        if self._sweep_one(run, now):
+                            report.runs_swept += 1
+                        moved += 1
+                    except Conflict:
+                        report.conflicts += 1
+                # Each handled run left the page's reach (its active_at moved past now).
+                if len(page) < PAGE or not moved:
+                    break
 
     def _sweep_one(self, run: RunRecord, now: datetime) -> bool:
         doc = dict(run.doc)
+        if run.status == RunStatus.pending and doc.get("buffered"):
+            # A buffered run waits for the overlap ledger to start it: never start it from
+            # here. Its watchdog only asks a worker to look (a deleted schedule cancels it).
+            self._runs.update(
+                _run_with(run, doc, active_at=now + BUFFER_WATCHDOG), expected_version=run.version
+            )
+            self._queue.send([OutgoingMessage(body={"kind": "nudge", "run_id": run.run_id})])
+            return True
         if run.status == RunStatus.pending:
             attempt = int(doc.get("next_attempt", doc.get("attempt", 0) + 1))
+            start = now
+            if doc.get("not_before") and int(doc.get("attempt", 0)) == 0:
+                start = max(now, parse(doc["not_before"]))  # a backfilled run: land on its start
             updated = self._runs.update(
-                _run_with(run, doc, active_at=now + RETRY_GRACE), expected_version=run.version
+                _run_with(run, doc, active_at=start + RETRY_GRACE), expected_version=run.version
             )
-            self._queue.send([run_message(updated.run_id, attempt)])
+            self._queue.send([_start_message(updated.run_id, start, now, attempt)])
             return True
         if run.status == RunStatus.running:
             # The lease expired: the worker holding it is gone. That attempt failed; the
@@ -241,9 +349,112 @@ class Ticker:
             self._runs.update(_run_with(run, doc, active_at=now + RETRY_GRACE), expected_version=run.version)
             self._queue.send([OutgoingMessage(body={"kind": "lease_expired", "run_id": run.run_id})])
             return True
-        # Closed runs should not be active; drop them from the index.
+        # Closed runs should not be active; drop them from the index. A canceled run stays in it
+        # until its attempt's lease ends: if that attempt's worker is gone, nobody else would
+        # tell the overlap ledger that the run no longer counts as running.
         self._runs.update(_run_with(run, doc, active_at=None), expected_version=run.version)
+        if run.schedule_id is not None:
+            self._queue.send([OutgoingMessage(body={"kind": "nudge", "run_id": run.run_id})])
         return False
+
+
+def schedule_cursor(rec: ScheduleRecord) -> datetime | None:
+    """The planning cursor: the first nominal time not yet enqueued (None: nothing left).
+    Documents written before the cursor was kept in them answer their due-index position
+    (which was the cursor, unless paused)."""
+    if "cursor" in rec.doc:
+        raw = rec.doc["cursor"]
+        return parse(raw) if raw else None
+    return None if rec.doc["state"].get("paused") else rec.next_fire_at
+
+
+def schedule_record(rec: ScheduleRecord, doc: JSON, cursor: datetime | None) -> ScheduleRecord:
+    """`rec` carrying `doc` (with its planning cursor) at its place in the due index."""
+    doc = {**doc, "cursor": fmt(cursor)}
+    return ScheduleRecord(
+        schedule_id=rec.schedule_id,
+        doc=doc,
+        generation=rec.generation,
+        definition=str(doc.get("definition", rec.definition)),
+        group=str(doc.get("group", rec.group)),
+        next_fire_at=due_at(doc, cursor),
+        version=rec.version,
+    )
+
+
+def due_at(doc: JSON, cursor: datetime | None) -> datetime | None:
+    """Where a schedule sits in the due index: the earliest instant the ticker has work for it
+    (None: none, it is left out of the index)."""
+    state = doc["state"]
+    times: list[datetime] = []
+    if state.get("paused"):
+        if state.get("paused_until"):
+            times.append(parse(state["paused_until"]))
+    elif cursor is not None and state.get("remaining_actions") != 0:
+        times.append(cursor)
+    times += [parse(k["at"]) for k in doc.get("kick") or []]
+    check_at = (doc.get("flight") or {}).get("check_at")
+    if check_at:
+        times.append(parse(check_at))
+    if doc.get("finish_at"):
+        times.append(parse(doc["finish_at"]))
+    return min(times, default=None)
+
+
+def note_finish(doc: JSON, cursor: datetime | None, now: datetime) -> None:
+    """Ask the ticker to check soon whether a schedule that deletes itself is done (its cursor
+    ran out), or forget that question once a change gave it future firings again."""
+    if cursor is None and doc["policies"].get("action_after_completion") == "delete":
+        doc.setdefault("finish_at", fmt(now))
+    else:
+        doc.pop("finish_at", None)
+
+
+def missed_while_paused(
+    compiled: CompiledSpec, state: JSON, cursor: datetime | None, now: datetime
+) -> list[datetime]:
+    """The nominal times that fell while paused and were never enqueued, up to `now`. Times
+    before the cursor were enqueued before the pause: the worker records and counts those as
+    they are delivered (skipped `paused`), so they are left out here."""
+    start = parse(state["paused_at"]) if state.get("paused_at") else now
+    if cursor is not None:
+        start = max(start, cursor - timedelta(milliseconds=1))
+    return compiled.times(start, MAX_PAUSED_COUNTED, now)
+
+
+def completion_ready(rec: ScheduleRecord, runs: RunStore, now: datetime) -> bool:
+    """Whether a schedule has nothing left to do: no future firing, nothing queued or waiting in
+    its overlap ledger, its backfills all started, its last firing delivered, and none of its
+    runs still pending or running."""
+    doc = rec.doc
+    if doc["state"].get("paused") or schedule_cursor(rec) is not None or doc.get("kick"):
+        return False
+    flight = doc.get("flight") or {}
+    if flight.get("running") or flight.get("buffer"):
+        return False
+    for b in (doc.get("info") or {}).get("backfills", []):
+        # A backfill is done once all its runs had their turn (or, should some never get it —
+        # canceled before their start —, once it is long past the time its last one was due).
+        if int(b["started"]) < int(b["total"]) and (not b.get("finish_by") or now < parse(b["finish_by"])):
+            return False
+    last = doc.get("last_nominal")
+    jitter = timedelta(seconds=float(doc["spec"].get("jitter_seconds") or 0))
+    if last is not None and now < parse(last) + jitter + LAST_FIRING_GRACE:
+        try:  # the last firing's run is recorded once the worker took it
+            runs.get(scheduled_run_id(rec.schedule_id, rec.generation, parse(last)))
+        except NotFound:
+            return False
+    return not any(
+        r.status in (RunStatus.pending.value, RunStatus.running.value)
+        and r.doc.get("generation") == rec.generation
+        for r in runs.recent(rec.schedule_id, limit=20)
+    )
+
+
+def _start_message(run_id: str, start: datetime, now: datetime, attempt: int = 1) -> OutgoingMessage:
+    """The run message that lands on `start` (whole seconds early at most: the worker waits the
+    rest, as it does for firings)."""
+    return run_message(run_id, attempt, math.floor(max(0.0, (start - now).total_seconds())))
 
 
 def run_message(run_id: str, attempt: int, delay: float = 0) -> OutgoingMessage:
@@ -321,18 +532,6 @@ def new_run_doc(
         "attempts": [],
         "events": [],
     }
-
-
-def _with(rec: ScheduleRecord, doc: JSON, next_fire_at: datetime | None) -> ScheduleRecord:
-    return ScheduleRecord(
-        schedule_id=rec.schedule_id,
-        doc=doc,
-        generation=rec.generation,
-        definition=rec.definition,
-        group=rec.group,
-        next_fire_at=next_fire_at,
-        version=rec.version,
-    )
 
 
 def _run_with(run: RunRecord, doc: JSON, *, active_at: datetime | None) -> RunRecord:
