@@ -26,6 +26,7 @@ from gnomon.ports import (
     ScheduleStore,
     TargetInvoker,
 )
+from gnomon.services.admin import check_group_quota
 from gnomon.services.catalog import Calendars, Definitions
 from gnomon.services.execute import Executor
 from gnomon.services.ops import Ops
@@ -79,7 +80,14 @@ def build(
 
     ticker = Ticker(schedule_store, run_store, queue, clock, compile_doc, horizon_seconds=horizon_seconds)
     schedules = Schedules(
-        schedule_store, definitions, calendars, clock, tokens, runs=run_store, planner=ticker.plan
+        schedule_store,
+        definitions,
+        calendars,
+        clock,
+        tokens,
+        runs=run_store,
+        planner=ticker.plan,
+        quota_check=lambda group: check_group_quota(catalog, schedule_store, group),
     )
     executor = Executor(
         schedule_store,

@@ -91,7 +91,9 @@ class Schedules:
         tokens: PageTokens,
         runs: RunStore | None = None,
         planner: Callable[[str], object] | None = None,
+        quota_check: Callable[[str], None] | None = None,
     ) -> None:
+        self._quota_check = quota_check  # a group's max_schedules (422 beyond)
         self._runs = runs
         self._planner = planner  # enqueues the firings already inside the horizon after a change
         self._store = store
@@ -142,6 +144,8 @@ class Schedules:
         `trigger_immediately` runs its action now (as a trigger without a key would);
         `initial_backfill` backfills each range given (as the backfill action would)."""
         self._check_definition(body.definition, body.input)
+        if self._quota_check is not None:
+            self._quota_check(body.group)
         compiled = self._compile(body.spec)
         now = self._clock.now()
         state = body.state
@@ -214,6 +218,8 @@ class Schedules:
                     "remaining_actions": _remaining(body.state["remaining_actions"]),
                 }
             self._check_definition(doc["definition"], doc["input"])
+            if self._quota_check is not None and doc["group"] != rec.group:
+                self._quota_check(doc["group"])  # moving into a group is a create there
             compiled = self._compile(Spec.model_validate(doc["spec"]))
             now = self._clock.now()
             # Firings enqueued under the old configuration are dropped (counted dropped_stale),
