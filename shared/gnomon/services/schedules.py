@@ -566,7 +566,7 @@ class Schedules:
                 for r in recent
             ],
             "running_runs": _running_runs(doc, recent),
-            "last_fire_time": recent[0].doc["nominal_time"] if recent else info.get("last_fire_time"),
+            "last_fire_time": recent[0].doc["nominal_time"] if recent else None,
             "counters": {name: int(rec.counters.get(name, 0)) for name in COUNTERS},
             "backfills": info.get("backfills", []),
             "completed": not nexts and compiled is not None,
@@ -593,8 +593,17 @@ class Schedules:
             "paused": doc["state"]["paused"],
             "note": doc["state"]["note"],
             "next_fire_time": fmt(nxt),
-            "last_fire_time": doc.get("info", {}).get("last_fire_time"),
+            "last_fire_time": self._last_fire_time(rec),
         }
+
+    def _last_fire_time(self, rec: ScheduleRecord) -> str | None:
+        """The nominal time of the schedule's newest run (one key-ordered read, no index)."""
+        if self._runs is None:
+            return None
+        for r in self._runs.recent(rec.schedule_id, limit=1):
+            if r.doc.get("generation") == rec.generation:
+                return str(r.doc["nominal_time"])
+        return None
 
 
 def check_input(definition: JSON, input_: Any) -> None:
