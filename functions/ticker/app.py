@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from gnomon.services.runs import sweep_expired
 from gnomon.wiring import services
 
 logger = Logger(service="gnomon")
 tracer = Tracer(service="gnomon")
 metrics = Metrics(namespace="gnomon", service="ticker")
+_expiry_cursor: str | None = None  # where the local stack's retention sweep goes on
 
 
 @metrics.log_metrics
@@ -21,9 +24,23 @@ metrics = Metrics(namespace="gnomon", service="ticker")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else (lambda: 60.0)
     report = services().ticker.tick(time_left)
+    if os.environ.get("GNOMON_DEV_AWS_ENDPOINT"):
+        _sweep_expired_runs()
     metrics.add_metric("FiringsEnqueued", MetricUnit.Count, report.firings_enqueued)
     metrics.add_metric("DueItemsRead", MetricUnit.Count, report.due_read)
     metrics.add_metric("RunsSwept", MetricUnit.Count, report.runs_swept)
     if report.errors:
         logger.warning("tick errors", extra={"errors": report.errors[:20]})
     return asdict(report)
+
+
+def _sweep_expired_runs() -> None:
+    """moto never expires items (TTL): the local stack deletes expired runs here, a bounded
+    page per tick, going on where the last tick stopped."""
+    global _expiry_cursor
+    s = services()
+    try:
+        _, _expiry_cursor = sweep_expired(s.run_store, s.clock.now(), limit=100, after=_expiry_cursor)
+    except Exception:
+        logger.exception("retention sweep failed")
+        _expiry_cursor = None

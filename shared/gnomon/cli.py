@@ -13,10 +13,29 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 
 
 @app.callback()
-def gnomon() -> None:
+def gnomon(
+    url: Annotated[str | None, typer.Option("--url", help="The API's base URL [env: GNOMON_URL].")] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            "--stack", help="Use the ApiUrl output of this CloudFormation stack [env: GNOMON_STACK]."
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="AWS profile: sign requests with SigV4.")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="AWS region: sign requests with SigV4.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Send `Authorization: Bearer TOKEN` [env: GNOMON_TOKEN].")
+    ] = None,
+) -> None:
     """gnomon: a serverless job scheduler on DynamoDB, SQS and Lambda.
 
     `gnomon dev` runs the whole stack locally (moto, the API, the ticker and the worker).
+    `gnomon <collection> <verb> [X]` calls the API (`gnomon schedules pause nightly`); the
+    connection options may come before the command or after it.
     """
 
 

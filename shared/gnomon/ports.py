@@ -262,6 +262,11 @@ class RunStore(Protocol):
         """Runs of one shard whose `active_at` <= until, oldest first."""
         ...
 
+    def delete(self, run_id: str, *, expected_version: int) -> None:
+        """Delete a run (with its pointer item) if it is at `expected_version` (purge, the
+        retention sweep). `NotFound`; `Conflict(current=doc)` on a mismatch."""
+        ...
+
 
 @dataclass(frozen=True)
 class OutgoingMessage:

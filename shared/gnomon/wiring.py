@@ -33,6 +33,7 @@ from gnomon.services.ops import Ops
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.runs import Runs
 from gnomon.services.schedules import Schedules
+from gnomon.services.stats import CountingRunStore, Stats, StatsStore
 from gnomon.services.tick import Ticker
 
 
@@ -52,6 +53,8 @@ class Services:
     executor: Executor
     runs: Runs
     ops: Ops
+    stats_store: StatsStore
+    stats: Stats
 
 
 def build(
@@ -67,8 +70,14 @@ def build(
     horizon_seconds: float = 60.0,
     worker_id: str = "worker",
     dlq: DeadLetterQueue | None = None,
+    stats_store: StatsStore | None = None,
 ) -> Services:
     """Wire the use cases over the given adapters."""
+    if stats_store is None:
+        from gnomon.adapters.stats_memory import MemoryStatsStore
+
+        stats_store = MemoryStatsStore()
+    run_store = CountingRunStore(run_store, stats_store, clock)  # every status change is counted
     tokens = PageTokens(token_key)
     definitions = Definitions(catalog, schedule_store, clock, tokens)
     calendars = Calendars(catalog, clock, tokens)
@@ -89,6 +98,7 @@ def build(
         planner=ticker.plan,
         quota_check=lambda group: check_group_quota(catalog, schedule_store, group),
     )
+    retention_days = int(os.environ.get("GNOMON_RUN_RETENTION_DAYS", "30"))
     executor = Executor(
         schedule_store,
         run_store,
@@ -97,9 +107,11 @@ def build(
         clock,
         invoker or _NoInvoker(),
         worker_id=worker_id,
-        retention_days=int(os.environ.get("GNOMON_RUN_RETENTION_DAYS", "30")),
+        retention_days=retention_days,
     )
-    runs = Runs(run_store, catalog, queue, clock, tokens, executor, schedule_store)
+    runs = Runs(
+        run_store, catalog, queue, clock, tokens, executor, schedule_store, retention_days=retention_days
+    )
     ops = Ops(run_store, dlq, clock)
     return Services(
         clock,
@@ -116,6 +128,8 @@ def build(
         executor,
         runs,
         ops,
+        stats_store,
+        Stats(stats_store, clock),
     )
 
 
@@ -160,6 +174,7 @@ def services() -> Services:
         DynamoScheduleStore,
     )
     from gnomon.adapters.sqs import SqsDeadLetterQueue, SqsFiringQueue
+    from gnomon.adapters.stats_dynamo import DynamoStatsStore
 
     return build(
         clock=SystemClock(),
@@ -173,6 +188,7 @@ def services() -> Services:
         horizon_seconds=horizon,
         worker_id=f"worker-{uuid.uuid4().hex[:12]}",
         dlq=SqsDeadLetterQueue() if os.environ.get("GNOMON_DLQ_URL") else None,
+        stats_store=DynamoStatsStore(),
     )
 
 

@@ -961,6 +961,11 @@ class DynamoRunStore:
     def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
         return self.list(schedule_id=schedule_id, after=None, limit=limit).items
 
+    def delete(self, run_id: str, *, expected_version: int) -> None:
+        from gnomon.adapters.runs_delete_dynamo import delete_run  # it imports this module
+
+        delete_run(self, run_id, expected_version=expected_version)
+
     def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
         check_limit(limit)
         m = self._item

@@ -621,6 +621,11 @@ class MemoryRunStore:
     def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
         return self.list(schedule_id=schedule_id, after=None, limit=limit).items
 
+    def delete(self, run_id: str, *, expected_version: int) -> None:
+        from gnomon.adapters.runs_delete_memory import delete_run  # it imports this module
+
+        delete_run(self, run_id, expected_version=expected_version)
+
     def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
         check_limit(limit)
         upper = due_upper_bound(store_instant(until))

@@ -509,3 +509,10 @@ app.include_router(admin_router)
 from gnomon.api.tasks import router as tasks_router  # noqa: E402
 
 app.include_router(tasks_router)
+
+
+# --- run control (cancel, terminate, signal, query, purge) and stats ---------------------------
+
+from gnomon.api.runs_control import router as runs_control_router  # noqa: E402
+
+app.include_router(runs_control_router)
