@@ -92,7 +92,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
     numeric = [all(_is_number(r[i]) for r in rows) and bool(rows) for i in range(len(headers))]
     out = [line(list(headers), numeric)]
-    out.append("|" + "|".join(("-" * (w + 1) + ":") if n else ("-" * (w + 2)) for w, n in zip(widths, numeric, strict=True)) + "|")
+    out.append(
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if n else ("-" * (w + 2)) for w, n in zip(widths, numeric, strict=True)
+        )
+        + "|"
+    )
     out += [line(r, numeric) for r in cells]
     return "\n".join(out)
 
@@ -118,3 +124,10 @@ def _cell(v: Any) -> str:
 def say(*parts: Any) -> None:
     """Progress on stderr (stdout carries the tables)."""
     print(*parts, file=sys.stderr, flush=True)
+
+
+def line_buffered() -> None:
+    """Keep stdout (tables) and stderr (progress) in order when both go to one pipe or file."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)

@@ -29,9 +29,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from bench import machine, say, table, write_result
+from bench import line_buffered, machine, say, table, write_result
 
 NAME = "ticker_scaling"
 SHORT_SIZES = (1_000, 10_000)
@@ -224,6 +224,7 @@ def seed(services: Any, total: int, due: int, *, rng: random.Random, progress: b
     interval = proto.doc["spec"]["intervals"][0]
 
     due_ids = set(rng.sample(range(total), due))
+    placed = _placer()
     t0 = time.perf_counter()
     for i in range(total):
         at = now - rng.randint(1, 59) if i in due_ids else now + rng.randint(86_400, 6 * 86_400)
@@ -231,19 +232,31 @@ def seed(services: Any, total: int, due: int, *, rng: random.Random, progress: b
         doc = copy.deepcopy(proto.doc)
         doc["schedule_id"] = sid
         doc["spec"]["intervals"] = [{**interval, "every_seconds": WEEK, "offset_seconds": at % WEEK}]
-        store.create(
-            ScheduleRecord(
-                schedule_id=sid,
-                doc=doc,
-                generation=proto.generation,
-                definition=proto.definition,
-                group=proto.group,
-                next_fire_at=datetime.fromtimestamp(at, UTC),
-            )
+        base = ScheduleRecord(
+            schedule_id=sid,
+            doc=doc,
+            generation=proto.generation,
+            definition=proto.definition,
+            group=proto.group,
+            next_fire_at=None,
         )
+        store.create(placed(base, doc, datetime.fromtimestamp(at, UTC)))
         if progress and (i + 1) % 10_000 == 0:
             say(f"  seeded {i + 1}/{total} ({time.perf_counter() - t0:.0f} s)")
     return time.perf_counter() - t0
+
+
+def _placer() -> Callable[[Any, dict[str, Any], datetime], Any]:
+    """How the schedules service turns (record, document, planning cursor) into what it hands the
+    store: `gnomon.services.tick.schedule_record` (the cursor kept in the document, the record at
+    its due-index place), or — for a tree without it — the record with `next_fire_at` = cursor."""
+    from dataclasses import replace
+
+    try:
+        from gnomon.services.tick import schedule_record  # type: ignore[attr-defined]
+    except ImportError:
+        return lambda rec, doc, cursor: replace(rec, doc=doc, next_fire_at=cursor)
+    return cast(Callable[[Any, dict[str, Any], datetime], Any], schedule_record)
 
 
 # --- one size -------------------------------------------------------------------------------------
@@ -326,24 +339,19 @@ def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
         "idle tick ms",
         "seed s",
     ]
-    out = []
-    for r in results:
-        out.append(
-            [
-                r["total"],
-                r["due"],
-                r["due_read"],
-                r["requests_total"],
-                r["due_index_items"],
-                r["items_read"],
-                r["ratio_due_read_per_due"],
-                r["ratio_index_items_per_due"],
-                r["ratio_items_read_per_due"],
-                r["tick_ms"],
-                r["idle_tick"]["tick_ms"],
-                r["seed_seconds"],
-            ]
-        )
+    keys = (
+        "total",
+        "due",
+        "due_read",
+        "requests_total",
+        "due_index_items",
+        "items_read",
+        "ratio_due_read_per_due",
+        "ratio_index_items_per_due",
+        "ratio_items_read_per_due",
+        "tick_ms",
+    )
+    out = [[*(r[k] for k in keys), r["idle_tick"]["tick_ms"], r["seed_seconds"]] for r in results]
     return headers, out
 
 
@@ -404,6 +412,7 @@ def _ints(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    line_buffered()
     p = argparse.ArgumentParser(prog="python -m bench.ticker_scaling", description=__doc__)
     add_arguments(p)
     run(p.parse_args(argv))

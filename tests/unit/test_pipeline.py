@@ -643,8 +643,12 @@ def test_pause_until_counts_the_firings_that_fell_while_paused(p: Pipeline) -> N
 
 def test_the_schedule_list_shows_the_last_fire_time(p: Pipeline) -> None:
     p.schedule(spec={"intervals": [{"every_seconds": 10}]})
-    listed = p.s.schedules.list(group=None, definition=None, paused=None, tag=None, page_token=None, page_size=10)
+    listed = p.s.schedules.list(
+        group=None, definition=None, paused=None, tag=None, page_token=None, page_size=10
+    )
     assert listed["items"][0]["last_fire_time"] is None
     p.run_for(25)
-    listed = p.s.schedules.list(group=None, definition=None, paused=None, tag=None, page_token=None, page_size=10)
+    listed = p.s.schedules.list(
+        group=None, definition=None, paused=None, tag=None, page_token=None, page_size=10
+    )
     assert listed["items"][0]["last_fire_time"] == fmt(T0 + timedelta(seconds=20))
