@@ -16,6 +16,7 @@ from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryR
 from gnomon.adapters.memory_queue import MemoryFiringQueue
 from gnomon.adapters.runs_delete_memory import delete_run
 from gnomon.adapters.stats_memory import MemoryStatsStore
+from gnomon.api import common as api_common
 from gnomon.domain.errors import AlreadyClosed, Conflict, NotFound
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import Outcome, RunRecord
@@ -89,6 +90,7 @@ def ctl(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[tuple[Api
     )
     monkeypatch.setattr(app_module, "services", lambda: s)
     monkeypatch.setattr(runs_control, "services", lambda: s)
+    monkeypatch.setattr(api_common, "services", lambda: s)
     api = ApiClient(app_module.lambda_handler)
     assert api.post("/v1/definitions", {"name": "job", "target": HOOK}).status == 201
     yield api, s

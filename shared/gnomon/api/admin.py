@@ -18,17 +18,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import Field, StrictBool, StrictInt
 
+from gnomon.api.common import caller, mutate, query_time
 from gnomon.api.errors import json_response
 from gnomon.domain.errors import InvalidArgument
 from gnomon.domain.model import NAME_RE, Mutation, Name, Strict
 from gnomon.domain.spec import Calendar
-from gnomon.domain.timefmt import parse as parse_time
 from gnomon.services.admin import Admin
 from gnomon.services.common import Caller, page_size
-from gnomon.services.idempotency import run_once
 from gnomon.wiring import services
-
-DEV_PRINCIPAL = "anonymous"
 
 router = APIGatewayHttpRouter()
 
@@ -49,36 +46,21 @@ def admin() -> Admin:
     )
 
 
-# --- edge helpers (as in gnomon.api.app) ----------------------------------------------------------
+# --- edge helpers (gnomon.api.common) ----------------------------------------------------------
 
 
 def _caller(identity: str | None) -> Caller:
-    ctx = router.current_event.raw_event.get("requestContext", {})
-    auth = ctx.get("authorizer") or {}
-    principal = (
-        (auth.get("iam") or {}).get("userArn")
-        or ((auth.get("jwt") or {}).get("claims") or {}).get("sub")
-        or DEV_PRINCIPAL
-    )
-    return Caller(principal=principal, identity=identity)
+    return caller(router.current_event, identity)
 
 
 def _mutate(body: Mutation, action: Callable[[], tuple[int, Any]]) -> Response:
-    """Run a mutating use case once per `request_id`; a replay answers 200 with the first body."""
-    s = services()
-    event = router.current_event
-    scope = f"{event.http_method} {event.path}"
-    status, answer = run_once(s.requests, scope, body.request_id, event.json_body, s.clock.now(), action)
-    return json_response(status, answer)
+    return mutate(router.current_event, body, action)
 
 
 def _time(name: str, raw: str | None) -> datetime:
-    if raw is None:
-        raise InvalidArgument(f"query.{name}", "required: an RFC 3339 time with an offset")
-    try:
-        return parse_time(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"query.{name}", str(exc)) from None
+    t = query_time(name, raw, required=True)
+    assert t is not None
+    return t
 
 
 def _name(field: str, value: str) -> str:

@@ -23,6 +23,7 @@ from pydantic import AwareDatetime, Field
 
 from gnomon import __version__
 from gnomon.api.admin import router as admin_router
+from gnomon.api.common import caller, mutate, query_time
 from gnomon.api.errors import error_response, json_response, logger, validation_error
 from gnomon.domain.errors import (
     BadRequest,
@@ -45,14 +46,11 @@ from gnomon.domain.model import (
     ScheduleCreate,
     ScheduleUpdate,
 )
-from gnomon.domain.timefmt import parse as parse_time
 from gnomon.ports import Outcome
 from gnomon.services.common import Caller, page_size
-from gnomon.services.idempotency import run_once
 from gnomon.wiring import configure_network_policy, services
 
 MAX_BODY = 256 * 1024
-DEV_PRINCIPAL = "anonymous"
 
 app = APIGatewayHttpResolver(enable_validation=True)
 configure_network_policy()  # request bodies are validated before any use case runs
@@ -153,27 +151,11 @@ def _unexpected(exc: Exception) -> Response:
 
 
 def _caller(identity: str | None) -> Caller:
-    ctx = app.current_event.raw_event.get("requestContext", {})
-    auth = ctx.get("authorizer") or {}
-    principal = (
-        (auth.get("iam") or {}).get("userArn")
-        or ((auth.get("jwt") or {}).get("claims") or {}).get("sub")
-        or DEV_PRINCIPAL
-    )
-    return Caller(principal=principal, identity=identity)
-
-
-def _raw_body() -> Any:
-    return app.current_event.json_body
+    return caller(app.current_event, identity)
 
 
 def _mutate(body: Mutation | None, action: Callable[[], tuple[int, Any]]) -> Response:
-    """Run a mutating use case once per `request_id`; a replay answers 200 with the first body."""
-    s = services()
-    request_id = body.request_id if body is not None else None
-    scope = f"{app.current_event.http_method} {app.current_event.path}"
-    status, answer = run_once(s.requests, scope, request_id, _raw_body(), s.clock.now(), action)
-    return json_response(status, answer)
+    return mutate(app.current_event, body, action)
 
 
 def _flag(name: str, raw: str | None) -> bool | None:
@@ -418,12 +400,7 @@ def fail_run(run_id: str, body: Annotated[FailRequest, Body()]):
 
 
 def _time(name: str, raw: str | None) -> datetime | None:
-    if raw is None:
-        return None
-    try:
-        return parse_time(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"query.{name}", str(exc)) from None
+    return query_time(name, raw)
 
 
 class TriggerRequest(Mutation):

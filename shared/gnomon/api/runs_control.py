@@ -13,15 +13,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import Field
 
+from gnomon.api.common import caller, mutate
 from gnomon.api.errors import json_response
 from gnomon.domain.model import Doc64, Mutation
 from gnomon.services.common import Caller, page_size
-from gnomon.services.idempotency import run_once
 from gnomon.wiring import services
 
 router = APIGatewayHttpRouter()
 
-DEV_PRINCIPAL = "anonymous"
 PageSize = Annotated[str | None, Query(alias="page_size", description="1–1000, default 100")]
 PageToken = Annotated[str | None, Query(description="opaque, from next_page_token")]
 
@@ -40,27 +39,15 @@ class QueryRequest(Mutation):
     args: Doc64 = None
 
 
-# The same edge helpers as gnomon.api.app (which imports this module, so cannot be imported here).
+# Edge helpers: gnomon.api.common.
 
 
 def _caller(identity: str | None) -> Caller:
-    ctx = router.current_event.raw_event.get("requestContext", {})
-    auth = ctx.get("authorizer") or {}
-    principal = (
-        (auth.get("iam") or {}).get("userArn")
-        or ((auth.get("jwt") or {}).get("claims") or {}).get("sub")
-        or DEV_PRINCIPAL
-    )
-    return Caller(principal=principal, identity=identity)
+    return caller(router.current_event, identity)
 
 
 def _mutate(body: Mutation, action: Callable[[], tuple[int, Any]]) -> Response:
-    """Run a mutating use case once per `request_id`; a replay answers 200 with the first body."""
-    s = services()
-    event = router.current_event
-    scope = f"{event.http_method} {event.path}"
-    status, answer = run_once(s.requests, scope, body.request_id, event.json_body, s.clock.now(), action)
-    return json_response(status, answer)
+    return mutate(router.current_event, body, action)
 
 
 # --- runs ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import AwareDatetime, Field
 
+from gnomon.api.common import caller, mutate, query_time
 from gnomon.api.errors import json_response
 from gnomon.domain.model import Doc64, Id, Mutation, Name
 from gnomon.domain.tasks import DEFAULT_MAX_ATTEMPTS, MAX_LEASE_SECONDS
@@ -96,21 +97,15 @@ class TaskRevokeLease(Mutation):
 
 
 def _mutate(body: Mutation, action: Callable[[], tuple[int, Any]]) -> Response:
-    from gnomon.api.app import _mutate as mutate
-
-    return mutate(body, action)
+    return mutate(router.current_event, body, action)
 
 
 def _caller(identity: str | None) -> Caller:
-    from gnomon.api.app import _caller as caller
-
-    return caller(identity)
+    return caller(router.current_event, identity)
 
 
 def _time(name: str, raw: str | None) -> datetime | None:
-    from gnomon.api.app import _time as parse_query_time
-
-    return parse_query_time(name, raw)
+    return query_time(name, raw)
 
 
 def _tasks() -> Tasks:
