@@ -26,7 +26,7 @@ from gnomon.ports import (
     ScheduleStore,
     TargetInvoker,
 )
-from gnomon.services.admin import check_group_quota
+from gnomon.services.admin import check_group_quota, group_quota
 from gnomon.services.catalog import Calendars, Definitions
 from gnomon.services.execute import Executor
 from gnomon.services.ops import Ops
@@ -87,7 +87,15 @@ def build(
         named = calendars.resolve(model.exclude_calendar_refs, "spec.exclude_calendar_refs")
         return compile_spec(model, named_exclusions=[Calendar.model_validate(c) for c in named])
 
-    ticker = Ticker(schedule_store, run_store, queue, clock, compile_doc, horizon_seconds=horizon_seconds)
+    ticker = Ticker(
+        schedule_store,
+        run_store,
+        queue,
+        clock,
+        compile_doc,
+        horizon_seconds=horizon_seconds,
+        firing_quota=lambda group: group_quota(catalog, group).max_firings_per_second,
+    )
     schedules = Schedules(
         schedule_store,
         definitions,

@@ -652,3 +652,22 @@ def test_the_schedule_list_shows_the_last_fire_time(p: Pipeline) -> None:
         group=None, definition=None, paused=None, tag=None, page_token=None, page_size=10
     )
     assert listed["items"][0]["last_fire_time"] == fmt(T0 + timedelta(seconds=20))
+
+
+def test_a_group_firing_quota_delays_firings_and_counts_them(p: Pipeline) -> None:
+    p.s.catalog.create(
+        "group", "default", {"group": "default", "max_schedules": None, "max_firings_per_second": 1}
+    )
+    for sid in ("q1", "q2", "q3"):
+        p.schedule(sid, spec={"intervals": [{"every_seconds": 30}]})
+    p.collect()
+    by_second = Counter(b["scheduled_time"] for _, b in p.pending)
+    assert max(by_second.values()) == 1, by_second  # never more than 1 firing a second
+    assert {b["nominal_time"] for _, b in p.pending} == {
+        fmt(T0 + timedelta(seconds=30)),
+        fmt(T0 + timedelta(seconds=60)),
+    }
+    delayed = sum(p.s.schedules.describe(s)["info"]["counters"]["quota_delayed"] for s in ("q1", "q2", "q3"))
+    assert delayed == 4  # of 6 firings at two instants, two keep their second and four move
+    p.run_for(65)
+    assert sum(len(p.runs(s)) for s in ("q1", "q2", "q3")) == 6  # delayed, never dropped

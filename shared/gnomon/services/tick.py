@@ -85,7 +85,11 @@ class Ticker:
         compile: Callable[[JSON], CompiledSpec],
         *,
         horizon_seconds: float = 60.0,
+        firing_quota: Callable[[str], float | None] | None = None,
     ) -> None:
+        self._firing_quota = firing_quota  # a group's max_firings_per_second (None = unlimited)
+        self._taken: dict[str, dict[int, int]] = {}  # per group: firings placed per epoch second
+        self._quota_cache: dict[str, tuple[datetime, float | None]] = {}
         self._schedules = schedules
         self._runs = runs
         self._queue = queue
@@ -294,7 +298,45 @@ class Ticker:
         doc["last_nominal"] = previous
         if remaining is not None:
             doc["planned"] = planned + [m.body["nominal_time"] for m in messages]
+        self._apply_firing_quota(rec, messages, now)
         return cursor, missed, missed_runs, messages
+
+    def _quota_of(self, group: str, now: datetime) -> float | None:
+        """The group's firing quota, read at most every 30 s per group (not once per schedule)."""
+        if self._firing_quota is None:
+            return None
+        cached = self._quota_cache.get(group)
+        if cached is None or cached[0] <= now:
+            cached = (now + timedelta(seconds=30), self._firing_quota(group))
+            self._quota_cache[group] = cached
+        return cached[1]
+
+    def _apply_firing_quota(
+        self, rec: ScheduleRecord, messages: list[OutgoingMessage], now: datetime
+    ) -> None:
+        """Delay firings beyond the group's `max_firings_per_second` to later seconds (never drop
+        them) and count them as `quota_delayed`. The seconds already taken are remembered per
+        group by this ticker (a Lambda container keeps them across ticks)."""
+        rate = self._quota_of(rec.group, now) if messages else None
+        if not rate:
+            return
+        from gnomon.services.admin import spread_for_quota  # admin imports this module
+
+        taken = self._taken.setdefault(rec.group, {})
+        for second in [s for s in taken if s < int(now.timestamp())]:
+            del taken[second]
+        times = [parse(m.body["scheduled_time"]) for m in messages]
+        placed = spread_for_quota(times, rate, taken=taken)
+        delayed = 0
+        for i, (old, new) in enumerate(zip(times, placed, strict=True)):
+            if new != old:
+                delayed += 1
+                messages[i] = OutgoingMessage(
+                    body={**messages[i].body, "scheduled_time": fmt(new)},
+                    delay_seconds=max(0, min(MAX_DELAY, math.floor((new - now).total_seconds()))),
+                )
+        if delayed:
+            self._schedules.add_counters(rec.schedule_id, {"quota_delayed": delayed})
 
     def _skipped_run(self, rec: ScheduleRecord, nominal: datetime, reason: str) -> RunRecord:
         return skipped_run(rec, nominal, reason, self._clock.now())
