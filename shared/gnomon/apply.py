@@ -23,6 +23,10 @@ the file means "the default", exactly as a PUT would store it. A schedule's `sta
 note, remaining actions) is taken on create only: pausing is an operator's act that a later
 apply must not undo.
 
+`export_config` goes the other way (`gnomon export`): the deployment as such a file, with only
+the fields a file declares and without the defaults, so that applying it is a no-op.
+`config_json_schema` is the file's JSON Schema (`gnomon apply --schema`), from the same models.
+
 JSON files always work; YAML needs PyYAML (`import yaml`).
 """
 
@@ -416,3 +420,123 @@ def _apply_one(client: Client, change: Change, identity: str | None) -> dict[str
         f"/v1/schedules/{change.name}", client._mutation(update, identity, None)
     )
     return answer
+
+
+# --- exporting --------------------------------------------------------------------------------------
+
+
+def export_config(client: Client, group: str | None = None) -> dict[str, Any]:
+    """The deployment's definitions and schedules as an apply file (`{"definitions", "schedules"}`),
+    so that applying it changes nothing.
+
+    Only what a file declares is kept — no server fields (version, conflict_token, generation,
+    info, signing_secret, timestamps…) — and values equal to the API's defaults are left out. A
+    schedule's `state` is kept only when it is not the default one (paused, or with remaining
+    actions): apply takes it on create only. With `group`, the schedules of that group and the
+    definitions they use."""
+    schedules: list[dict[str, Any]] = []
+    for summary in client.schedules.list(group=group):
+        described = client.schedules.get(summary["schedule_id"])
+        if described is not None:
+            schedules.append(export_schedule(described))
+    schedules.sort(key=lambda s: str(s["schedule_id"]))
+    if group is None:
+        names = client.definitions.names()
+    else:
+        names = sorted({str(s["definition"]) for s in schedules})
+    definitions: list[dict[str, Any]] = []
+    for name in names:
+        current = client.definitions.get(name)
+        if current is not None:
+            definitions.append(export_definition(current))
+    return {"definitions": definitions, "schedules": schedules}
+
+
+def export_definition(current: Mapping[str, Any]) -> dict[str, Any]:
+    """A definition as read from the API → its entry in an apply file."""
+    fields = set(DefinitionBody.model_fields) - _DEFINITION_REQUEST_ONLY
+    doc = {k: v for k, v in current.items() if k in fields}
+    return _minimal(DefinitionBody, doc, "definition", _DEFINITION_REQUEST_ONLY, keep={"name", "target"})
+
+
+def export_schedule(current: Mapping[str, Any]) -> dict[str, Any]:
+    """A schedule as described by the API → its entry in an apply file."""
+    doc = {k: current[k] for k in ("schedule_id", *SCHEDULE_COMPARED) if k in current}
+    state = current.get("state")
+    if isinstance(state, dict) and (state.get("paused") or state.get("remaining_actions") is not None):
+        doc["state"] = state
+    return _minimal(
+        ScheduleCreate,
+        doc,
+        "schedule",
+        _SCHEDULE_REQUEST_ONLY,
+        keep={"schedule_id", "definition", "spec"},
+    )
+
+
+def _minimal(
+    model: type[BaseModel], doc: Mapping[str, Any], where: str, exclude: set[str], keep: set[str]
+) -> dict[str, Any]:
+    """`doc` without the values that are the model's defaults (at any depth), in field order."""
+    probe, urls = _without_urls(doc)
+    try:
+        value = model.model_validate(probe)
+    except ValidationError as exc:
+        raise ConfigError(
+            [{"field": _loc(where, e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        ) from None
+    dumped = value.model_dump(mode="json", exclude=exclude, exclude_defaults=True)
+    full = value.model_dump(mode="json", exclude=exclude)
+    for key in keep:
+        if key not in dumped and key in full:
+            dumped[key] = full[key]
+    for path, url in urls:
+        _set(dumped, path, url)
+    return {k: dumped[k] for k in full if k in dumped}
+
+
+def dump_config(doc: Mapping[str, Any], fmt: Literal["yaml", "json"] = "yaml") -> str:
+    """The text of an apply file: YAML (needs PyYAML) or JSON."""
+    if fmt == "json":
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    import yaml
+
+    text: str = yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text
+
+
+# --- JSON Schema ------------------------------------------------------------------------------------
+
+
+def config_json_schema() -> dict[str, Any]:
+    """A JSON Schema (2020-12) of the apply file, from the pydantic models the API validates with
+    (so editors can complete and check `gnomon.yaml`). It checks the shape; apply still checks
+    what a schema cannot say (unique names, crons that can fire, URL policy)."""
+    from pydantic.json_schema import models_json_schema
+
+    refs, top = models_json_schema(
+        [(DefinitionBody, "validation"), (ScheduleCreate, "validation")], ref_template="#/$defs/{model}"
+    )
+    defs: dict[str, Any] = top.get("$defs", {})
+    # request_id / identity belong to one request (`apply --identity`), not to a file; a
+    # schedule's trigger_immediately / initial_backfill are kept: apply passes them on create.
+    exclude = {"request_id", "identity"}
+    for model in (DefinitionBody, ScheduleCreate):
+        schema = defs[model.__name__]
+        for name in exclude:
+            schema.get("properties", {}).pop(name, None)
+        if "required" in schema:
+            schema["required"] = [r for r in schema["required"] if r not in exclude]
+
+    def items(model: type[BaseModel]) -> dict[str, Any]:
+        return {"anyOf": [{"type": "array", "items": refs[(model, "validation")]}, {"type": "null"}]}
+
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "gnomon apply file",
+        "description": "Definitions and schedules for `gnomon apply -f FILE`.",
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "properties": {"definitions": items(DefinitionBody), "schedules": items(ScheduleCreate)},
+        "$defs": defs,
+    }

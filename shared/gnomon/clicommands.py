@@ -5,8 +5,9 @@ list → GET /v1/c · get → GET /v1/c/X · create → POST /v1/c · update →
 delete → DELETE /v1/c/X · any other verb → POST /v1/c/X/verb (or POST /v1/c/verb without X).
 
 Besides those: `schedules preview CRON…` (a positional cron), `schedules backfill ID --start
---end` (with a progress bar), `runs watch` (a live table) and `apply -f FILE` (declarative
-configuration, `gnomon.apply`). Every command prints a readable table by default and the API's
+--end` (with a progress bar), `runs watch` (a live table), `apply -f FILE` (declarative
+configuration, `gnomon.apply`; `apply --schema` prints the file's JSON Schema) and `export`
+(the deployment as such a file). Every command prints a readable table by default and the API's
 JSON with `--output json`; it reaches the API at `--url` / `$GNOMON_URL`, or at the `ApiUrl`
 output of a CloudFormation stack (`--stack`), signing with SigV4 for a deployed stack
 (`--profile`, `--region`) or sending a bearer `--token`.
@@ -517,6 +518,7 @@ def register(app: typer.Typer) -> None:
     subs["schedules"].command("backfill")(schedules_backfill)
     subs["runs"].command("watch")(runs_watch)
     app.command("apply")(apply_command)
+    app.command("export")(export_command)
 
 
 # --- schedules preview ----------------------------------------------------------------------------
@@ -738,13 +740,16 @@ def runs_watch(
 def apply_command(
     ctx: typer.Context,
     file: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option("--file", "-f", metavar="FILE", help="gnomon.yaml / .json (repeatable; - = stdin)."),
-    ],
+    ] = None,
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete schedules and definitions not in the file(s).")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the JSON Schema of the file and exit (no API call).")
+    ] = False,
     identity: Annotated[str | None, typer.Option(help="Recorded as the author of the changes.")] = None,
     output: OutputOpt = "table",
     url: UrlOpt = None,
@@ -754,8 +759,13 @@ def apply_command(
     token: TokenOpt = None,
 ) -> None:
     """Make the deployment match a file of definitions and schedules: + create, ~ update, = unchanged, - delete."""
-    from gnomon.apply import Config, apply_plan, load_config, plan
+    from gnomon.apply import Config, apply_plan, config_json_schema, load_config, plan
 
+    if schema:
+        typer.echo(json.dumps(config_json_schema(), indent=2))
+        return
+    if not file:
+        raise typer.BadParameter("give the file(s) to apply: -f gnomon.yaml (or --schema)")
     with connected(ctx, output, url, stack, profile, region, token) as client:
         config = Config.merge([load_config(f) for f in file])
         the_plan = plan(client, config, prune=prune)
@@ -775,3 +785,45 @@ def apply_command(
         else:
             changed = sum(1 for c in done if c.action != "unchanged")
             console().print(f"Applied {changed} change{'s' if changed != 1 else ''}.")
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+
+def export_command(
+    ctx: typer.Context,
+    out_file: Annotated[
+        str | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write the file here (default: stdout)."),
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Only this group's schedules and their definitions.")
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="yaml or json (default: from FILE, else yaml).")
+    ] = None,
+    url: UrlOpt = None,
+    stack: StackOpt = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Write the deployment's definitions and schedules as a file for `gnomon apply -f`."""
+    from gnomon.apply import dump_config, export_config
+
+    if fmt is None:
+        fmt = "json" if out_file is not None and out_file.lower().endswith(".json") else "yaml"
+    if fmt not in ("yaml", "json"):
+        raise typer.BadParameter("--format is yaml or json")
+    with connected(ctx, "table", url, stack, profile, region, token) as client:
+        doc = export_config(client, group=group)
+    text = dump_config(doc, "json" if fmt == "json" else "yaml")
+    if out_file is None or out_file == "-":
+        typer.echo(text, nl=False)
+        return
+    try:
+        Path(out_file).write_text(text)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write {out_file}: {exc.strerror}") from None
+    n_def, n_sched = len(doc["definitions"]), len(doc["schedules"])
+    typer.echo(f"Wrote {n_def} definition(s) and {n_sched} schedule(s) to {out_file}.", err=True)
