@@ -490,6 +490,15 @@ def _minimal(
     for key in keep:
         if key not in dumped and key in full:
             dumped[key] = full[key]
+    # Defaults that depend on other fields (a task target's timeout) are not the field's static
+    # default: a field is also left out when the document means the same without it.
+    for key in [k for k in dumped if k not in keep and k in probe]:
+        try:
+            alone = model.model_validate({k: v for k, v in probe.items() if k != key})
+        except ValidationError:
+            continue
+        if alone.model_dump(mode="json", exclude=exclude) == full:
+            del dumped[key]
     for path, url in urls:
         _set(dumped, path, url)
     return {k: dumped[k] for k in full if k in dumped}

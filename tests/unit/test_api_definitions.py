@@ -218,3 +218,34 @@ def test_openapi_lists_every_route(api: ApiClient) -> None:
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert served <= documented
     assert "DefinitionBody" in doc["components"]["schemas"]
+
+
+def test_timeouts_depend_on_the_target(api: ApiClient) -> None:
+    r = api.post("/v1/definitions", definition("push", timeout_seconds=841))
+    assert (r.status, r.body["error"]["details"][0]["field"]) == (422, "timeout_seconds")
+    task = {"name": "long", "target": {"type": "task", "topic": "reports"}}
+    r = api.post("/v1/definitions", task)
+    assert r.status == 201 and r.body["timeout_seconds"] == 7 * 24 * 3600
+    r = api.post("/v1/definitions", {**task, "name": "long2", "timeout_seconds": 86400})
+    assert r.status == 201 and r.body["timeout_seconds"] == 86400
+    assert api.post("/v1/definitions", definition()).body["timeout_seconds"] == 60
+    r = api.post(
+        "/v1/schedules",
+        {
+            "schedule_id": "s",
+            "definition": "nightly",
+            "spec": {"cron": ["* * * * *"]},
+            "policies": {"timeout_seconds": 900},
+        },
+    )
+    assert (r.status, r.body["error"]["details"][0]["field"]) == (422, "policies.timeout_seconds")
+    r = api.post(
+        "/v1/schedules",
+        {
+            "schedule_id": "s",
+            "definition": "long",
+            "spec": {"cron": ["* * * * *"]},
+            "policies": {"timeout_seconds": 900},
+        },
+    )
+    assert r.status == 201, r.body

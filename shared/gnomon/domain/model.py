@@ -12,7 +12,16 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gnomon.domain.netpolicy import check_url_literal
 from gnomon.domain.spec import Spec
@@ -21,6 +30,8 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 MAX_DOC_BYTES = 64 * 1024
+PUSH_TIMEOUT_MAX = 840
+TASK_TIMEOUT_MAX = 7 * 24 * 3600
 
 Name = Annotated[str, Field(pattern=NAME_RE, description="`^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$`")]
 Id = Annotated[str, Field(pattern=ID_RE, description="`^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$`")]
@@ -245,12 +256,32 @@ class DefinitionBody(Mutation):
     tags: list[Name] = Field(default_factory=list, max_length=50)
     target: Target
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout_seconds: int = Field(60, ge=1, le=840, description="Per attempt; longer work uses a task target.")
+    timeout_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=TASK_TIMEOUT_MAX,
+        validate_default=True,
+        description="Per attempt: 1–840 for push targets (default 60); task targets up to 7 days (the default).",
+    )
     input_schema: Annotated[dict[str, Any] | None, AfterValidator(_check_json_schema)] = None
     history: History = Field(default_factory=History)
     notifications: list[Notification] = Field(default_factory=list, max_length=20)
     triggers: list[Trigger] = Field(default_factory=list, max_length=20)
     max_consecutive_failures: int = Field(5, ge=1, le=1000)
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _timeout_for_target(cls, value: int | None, info: ValidationInfo) -> int:
+        # Push targets run inside a worker Lambda (15 min at most); longer work is a task target,
+        # which external workers hold for as long as its lease is extended.
+        target = info.data.get("target")
+        if isinstance(target, TaskTarget):
+            return TASK_TIMEOUT_MAX if value is None else value
+        if value is not None and value > PUSH_TIMEOUT_MAX:
+            raise ValueError(
+                f"at most {PUSH_TIMEOUT_MAX} s for push targets (longer work uses a task target)"
+            )
+        return 60 if value is None else value
 
 
 class DefinitionReplace(DefinitionBody):
@@ -287,7 +318,7 @@ class Policies(Strict):
     action_after_completion: Literal["none", "delete"] = "none"
     backfill_rate: int = Field(10, ge=1, le=1000, description="Backfilled runs started per second, at most.")
     retry: RetryPolicy | None = None
-    timeout_seconds: int | None = Field(None, ge=1, le=840)
+    timeout_seconds: int | None = Field(None, ge=1, le=TASK_TIMEOUT_MAX, description="Push targets: ≤ 840.")
 
 
 class ScheduleState(Strict):

@@ -29,9 +29,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from gnomon.domain.errors import AlreadyClosed, AlreadyExists, Conflict, NotFound
+from gnomon.domain.model import TASK_TIMEOUT_MAX
 from gnomon.domain.runs import (
     RunStatus,
     cap_json,
@@ -85,6 +86,33 @@ LOST_ATTEMPT = {
     "code": "lease_expired",
     "message": "the worker running this attempt stopped before it finished",
 }
+# A `task` target's attempt is a leased task that waits for an external worker (CONTRACT.md §5,
+# §8): the attempt's deadline (the run's lease) is the definition's timeout_seconds, bounded by
+# TASK_TIMEOUT_MAX — a week covers a weekly batch job waiting over a weekend for a worker pool,
+# while a run whose task nobody ever takes still ends (timed_out) and leaves the overlap ledger
+# within a bounded time; the run index sweep only needs to look at it then. Without a
+# timeout_seconds the deadline is that bound.
+
+
+class TaskCreator(Protocol):
+    """What the worker needs of the task use cases (`gnomon.services.tasks.Tasks`)."""
+
+    def create(
+        self,
+        topic: str,
+        *,
+        data: Any = None,
+        sub_topic: str | None = None,
+        max_attempts: int = ...,
+        task_id: str | None = None,
+        run_id: str | None = None,
+    ) -> tuple[int, JSON]: ...
+
+
+def task_id_for(run_id: str, attempt: int) -> str:
+    """The task of a `task` target's attempt: one per run and attempt, so a redelivered message
+    creates it once."""
+    return f"{run_id}.a{attempt}"
 
 
 @dataclass(frozen=True)
@@ -214,6 +242,7 @@ class Executor:
         worker_id: str = "worker",
         retention_days: int = DEFAULT_RETENTION_DAYS,
         sleep: Any = time.sleep,
+        tasks: TaskCreator | None = None,
     ) -> None:
         self._schedules = schedules
         self._runs = runs
@@ -224,6 +253,19 @@ class Executor:
         self._worker_id = worker_id
         self._retention = retention_days
         self._sleep = sleep
+        self._tasks = tasks
+
+    def attach_tasks(self, tasks: TaskCreator) -> None:
+        """The task use cases that `task` targets create their tasks with."""
+        self._tasks = tasks
+
+    def _task_service(self) -> TaskCreator:
+        if self._tasks is None:
+            # Not wired explicitly: the process-wide task service (it attaches itself here).
+            from gnomon.services.tasks import tasks_service
+
+            self._tasks = tasks_service()
+        return self._tasks
 
     def handle(self, body: JSON) -> Handled:
         """Process one message body; raise only for a message that cannot be understood."""
@@ -827,11 +869,100 @@ class Executor:
             callback_token=str(doc["callback_token"]),
             timeout_seconds=float(_timeout(definition, sched_doc)),
         )
+        if definition["target"].get("type") == "task":
+            return self._start_task(run, inv, definition, sched_doc)
         try:
             outcome = self._invoker.invoke(inv)
         except Exception as exc:  # an invoker bug must still close the attempt
             outcome = Outcome(status="failed", error={"code": "internal_error", "message": repr(exc)})
         return self._close(run, outcome, definition, sched_doc)
+
+    def _start_task(
+        self, run: RunRecord, inv: Invocation, definition: JSON, sched_doc: JSON | None
+    ) -> Handled:
+        """A `task` target's attempt: create its task (once: the id derives from the run and the
+        attempt) and leave the attempt open — `running` until the task completes or fails
+        (`task_closed`) or the attempt's deadline passes. One task attempt per run attempt: the
+        run's retry policy makes the next attempt, with a new task."""
+        from gnomon.adapters.targets import firing_body  # pure; keeps the SDKs out of this import
+
+        target = definition["target"]
+        task_id = task_id_for(run.run_id, inv.attempt)
+        try:
+            with contextlib.suppress(AlreadyExists):  # a redelivery: created before
+                self._task_service().create(
+                    str(target["topic"]),
+                    data=firing_body(inv),
+                    sub_topic=target.get("sub_topic"),
+                    max_attempts=1,
+                    task_id=task_id,
+                    run_id=run.run_id,
+                )
+        except Exception as exc:  # the task store failed: the attempt fails (and may be retried)
+            error = {"code": "internal_error", "message": f"could not create the task: {exc!r}"}
+            return self._close(run, Outcome(status="failed", error=error), definition, sched_doc)
+        return self._close(run, Outcome(status="accepted"), definition, sched_doc, extra={"task_id": task_id})
+
+    # -- tasks of `task` targets (called by the task use cases) ---------------------------------
+
+    def task_closed(self, task: JSON) -> Handled | None:
+        """A task of a `task` target completed or failed: close the run's attempt it belongs to
+        (the run's retry policy decides what follows). A task of an attempt already closed, or a
+        repeated call, changes nothing; a run canceled or terminated meanwhile keeps its status
+        and records the outcome in its history."""
+        run_id = task.get("run_id")
+        if not run_id or task.get("status") not in ("completed", "failed"):
+            return None
+        try:
+            run = self._runs.get(str(run_id))
+        except NotFound:
+            return None
+        if task.get("task_id") != task_id_for(run.run_id, int(run.doc.get("attempt", 0))):
+            return Handled("stale", run.run_id, run.status)
+        outcome = _task_outcome(task)
+        if run.status == RunStatus.running.value:
+            return self.finish(run, outcome)
+        if run.status in (RunStatus.canceled.value, RunStatus.terminated.value) and run.doc.get("lease"):
+            from gnomon.services.runs import late_finish_recorded
+
+            if not late_finish_recorded(run.doc):
+                return self._keep_late_finish(run, outcome)
+        return Handled("duplicate", run.run_id, run.status)
+
+    def task_details(self, task: JSON) -> None:
+        """A heartbeat of a `task` target's task recorded `details`: they become the run's
+        `details` (what `POST /v1/runs/{id}/query` answers) while that attempt is open."""
+        run_id = task.get("run_id")
+        if not run_id:
+            return
+        for _ in range(LEDGER_TRIES):
+            try:
+                run = self._runs.get(str(run_id))
+            except NotFound:
+                return
+            if run.status != RunStatus.running.value or task.get("task_id") != task_id_for(
+                run.run_id, int(run.doc.get("attempt", 0))
+            ):
+                return
+            if run.doc.get("details") == task.get("details"):
+                return
+            doc = {**run.doc, "details": task.get("details")}
+            try:
+                self._runs.update(_replace(run, doc, run.status, run.active_at), expected_version=run.version)
+                return
+            except Conflict:
+                continue
+
+    def run_inbox(self, run_id: str) -> list[JSON]:
+        """The signals of a run (its `inbox`), for the worker of its task; none for a closed or
+        unknown run."""
+        try:
+            run = self._runs.get(run_id)
+        except NotFound:
+            return []
+        if run.status in FINAL:
+            return []
+        return list(run.doc.get("inbox") or [])
 
     def _last_success(self, run: RunRecord) -> datetime | None:
         if run.schedule_id is None:
@@ -841,12 +972,20 @@ class Executor:
                 return parse(r.doc["nominal_time"])
         return None
 
-    def _close(self, run: RunRecord, outcome: Outcome, definition: JSON, sched_doc: JSON | None) -> Handled:
-        """Record the attempt's outcome with a write conditioned on the version that holds the lease."""
+    def _close(
+        self,
+        run: RunRecord,
+        outcome: Outcome,
+        definition: JSON,
+        sched_doc: JSON | None,
+        extra: JSON | None = None,
+    ) -> Handled:
+        """Record the attempt's outcome with a write conditioned on the version that holds the
+        lease (`extra`: fields the same write adds to the run's document)."""
         retry = _retry(definition, sched_doc)
         for _ in range(5):
             now = self._clock.now()
-            doc = dict(run.doc)
+            doc = {**run.doc, **(extra or {})}
             attempt = int(doc["attempt"])
             if run.status != RunStatus.running.value or int(doc.get("lease_attempt", attempt)) != attempt:
                 return Handled("duplicate", run.run_id, run.status)
@@ -946,7 +1085,23 @@ class Executor:
 
 def _timeout(definition: JSON, sched_doc: JSON | None) -> int:
     override = (sched_doc or {}).get("policies", {}).get("timeout_seconds")
-    return int(override or definition.get("timeout_seconds", 60))
+    value = override or definition.get("timeout_seconds")
+    if (definition.get("target") or {}).get("type") == "task":
+        return min(int(value or TASK_TIMEOUT_MAX), TASK_TIMEOUT_MAX)
+    return int(value or 60)
+
+
+def _task_outcome(task: JSON) -> Outcome:
+    """The attempt outcome a closed task stands for: its result, or its error as a run error
+    (`{"code", "message", "details"}`; an error of another shape becomes the details)."""
+    if task.get("status") == "completed":
+        return Outcome(status="completed", result=task.get("result"))
+    raw = task.get("error")
+    if isinstance(raw, dict) and isinstance(raw.get("code"), str):
+        error = {"code": raw["code"], "message": str(raw.get("message") or ""), "details": raw.get("details")}
+    else:
+        error = {"code": "task_failed", "message": "the task failed", "details": raw}
+    return Outcome(status="failed", error=error)
 
 
 def _retry(definition: JSON, sched_doc: JSON | None) -> JSON:

@@ -23,7 +23,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from gnomon.domain.errors import AlreadyClosed, AlreadyExists, Conflict, InvalidArgument, NotFound
-from gnomon.domain.model import PreviewRequest, ScheduleCreate, ScheduleState, ScheduleUpdate
+from gnomon.domain.model import (
+    PUSH_TIMEOUT_MAX,
+    PreviewRequest,
+    ScheduleCreate,
+    ScheduleState,
+    ScheduleUpdate,
+)
 from gnomon.domain.runs import RunStatus, scheduled_run_id
 from gnomon.domain.spec import Calendar, CompiledSpec, Spec, compile_spec
 from gnomon.domain.timefmt import fmt, parse
@@ -143,7 +149,7 @@ class Schedules:
         """Store a new schedule (a new `generation`) and answer its describe body.
         `trigger_immediately` runs its action now (as a trigger without a key would);
         `initial_backfill` backfills each range given (as the backfill action would)."""
-        self._check_definition(body.definition, body.input)
+        self._check_definition(body.definition, body.input, body.policies.timeout_seconds)
         if self._quota_check is not None:
             self._quota_check(body.group)
         compiled = self._compile(body.spec)
@@ -217,7 +223,7 @@ class Schedules:
                     **doc["state"],
                     "remaining_actions": _remaining(body.state["remaining_actions"]),
                 }
-            self._check_definition(doc["definition"], doc["input"])
+            self._check_definition(doc["definition"], doc["input"], doc["policies"].get("timeout_seconds"))
             if self._quota_check is not None and doc["group"] != rec.group:
                 self._quota_check(doc["group"])  # moving into a group is a create there
             compiled = self._compile(Spec.model_validate(doc["spec"]))
@@ -528,12 +534,16 @@ class Schedules:
         named = self._calendars.resolve(spec.exclude_calendar_refs, "spec.exclude_calendar_refs")
         return compile_spec(spec, named_exclusions=[Calendar.model_validate(c) for c in named])
 
-    def _check_definition(self, name: str, input_: Any) -> None:
+    def _check_definition(self, name: str, input_: Any, timeout: int | None = None) -> None:
         try:
             definition = self._definitions.record(name)
         except NotFound:
             raise InvalidArgument("definition", f"unknown definition {name!r}") from None
         check_input(definition.doc, input_)
+        if timeout is not None and timeout > PUSH_TIMEOUT_MAX and definition.doc["target"]["type"] != "task":
+            raise InvalidArgument(
+                "policies.timeout_seconds", f"at most {PUSH_TIMEOUT_MAX} s for the definition's push target"
+            )
 
     def _describe(self, rec: ScheduleRecord) -> JSON:
         doc = rec.doc

@@ -8,23 +8,26 @@ the topic's `ready` index (ready tasks, and snoozes whose `not_before` has come)
 leases, oldest first, and leases the first one whose conditional write wins — so two workers
 never get one task.
 
-Tasks of a definition's `task` target are created by the worker for a firing with `run_id` set
-(`Tasks.create(..., run_id=...)`); their failed attempts wait out the definition's retry backoff
-through the `retry_delay` hook. Neither is wired to the worker yet.
+Tasks of a definition's `task` target are created by the worker for a run's attempt with
+`run_id` set (`Tasks.create(..., run_id=...)`, one task per run attempt, `max_attempts` 1: the
+run's retry policy makes the next attempt, with its backoff, as a new task). The run side is
+told through a `RunLink` (the Executor): a completed or failed task closes the run's attempt,
+heartbeat details become the run's details, and the run's signals are merged into the task's
+inbox on every extend-lease (which is where a worker reads them).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import functools
 import os
 import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from gnomon.domain.errors import Conflict, InvalidArgument
+from gnomon.domain.errors import AlreadyDone, Conflict, InvalidArgument
 from gnomon.domain.tasks import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_SKEW,
@@ -66,6 +69,35 @@ _RESERVE_CANDIDATES = 25  # index entries read per reserve round
 _RESERVE_ROUNDS = 4
 _CHANGE_ATTEMPTS = 8
 _TOPIC_INFO_LAPSED = 1000  # lapsed leases topic info reads to tell ready from failed
+
+
+class RunLink(Protocol):
+    """The run side of tasks with `run_id` (`gnomon.services.execute.Executor`)."""
+
+    def task_closed(self, task: JSON) -> Any:
+        """The task completed or failed (idempotent)."""
+        ...
+
+    def task_details(self, task: JSON) -> None:
+        """A heartbeat recorded the task's `details`."""
+        ...
+
+    def run_inbox(self, run_id: str) -> list[JSON]:
+        """The run's signals, oldest first."""
+        ...
+
+
+def merge_inbox(inbox: list[Any], signals: list[Any]) -> list[Any]:
+    """`inbox` with the `signals` it does not hold yet appended, in order (counted as a
+    multiset: a signal sent twice is delivered twice; one already delivered is not again)."""
+    held = list(inbox)
+    missing: list[Any] = []
+    for signal in signals:
+        if signal in held:
+            held.remove(signal)
+        else:
+            missing.append(signal)
+    return [*inbox, *missing] if missing else inbox
 
 
 # --- the task as stored and as answered ------------------------------------------------------------
@@ -190,6 +222,7 @@ class Tasks:
         touch_every_seconds: float = 5.0,
         new_token: Callable[[], str] = lambda: secrets.token_urlsafe(18),
         new_id: Callable[[], str] = lambda: f"t-{uuid.uuid4().hex}",
+        runs: RunLink | None = None,
     ) -> None:
         if skew_seconds < 0:
             raise ValueError("skew_seconds must be >= 0")
@@ -203,6 +236,11 @@ class Tasks:
         self._new_token = new_token
         self._new_id = new_id
         self._touched: dict[tuple[str, str], datetime] = {}
+        self._runs = runs
+
+    def attach_runs(self, runs: RunLink) -> None:
+        """The run side that tasks with `run_id` report to."""
+        self._runs = runs
 
     @property
     def store(self) -> TaskStore:
@@ -395,14 +433,21 @@ class Tasks:
         caller: Caller | None = None,
     ) -> JSON:
         """Heartbeat: the lease's expiry moves to now + `lease_seconds`; `details` are recorded
-        when `set_details`. Answers the task, with its inbox of signals."""
-        return self._owned(
-            task_id,
-            worker_id,
-            lease_token,
-            caller,
-            lambda t, now: _extend(t, now, lease_seconds, details=details, set_details=set_details),
-        )
+        when `set_details`. Answers the task, with its inbox of signals (for a task of a `task`
+        target, the run's signals too: they are merged into the inbox by the same write)."""
+
+        def change(t: Task, now: datetime) -> Task:
+            new = _extend(t, now, lease_seconds, details=details, set_details=set_details)
+            if t.run_id is not None and self._runs is not None:
+                inbox = merge_inbox(new.inbox, self._runs.run_inbox(t.run_id))
+                if inbox is not new.inbox:
+                    new = dataclasses.replace(new, inbox=inbox)
+            return new
+
+        view = self._owned(task_id, worker_id, lease_token, caller, change)
+        if set_details and view.get("run_id") and self._runs is not None:
+            self._runs.task_details(view)
+        return view
 
     def complete(
         self,
@@ -413,8 +458,14 @@ class Tasks:
         lease_token: str | None = None,
         caller: Caller | None = None,
     ) -> JSON:
-        """The owner completes the task with `result`."""
-        return self._owned(task_id, worker_id, lease_token, caller, lambda t, now: _complete(t, now, result))
+        """The owner completes the task with `result` (a task of a `task` target closes its
+        run's attempt)."""
+        return self._closing(
+            task_id,
+            lambda: self._owned(
+                task_id, worker_id, lease_token, caller, lambda t, now: _complete(t, now, result)
+            ),
+        )
 
     def fail(
         self,
@@ -432,7 +483,7 @@ class Tasks:
             delay = self._retry_delay(t) if self._retry_delay is not None and t.run_id is not None else 0.0
             return _fail(t, now, error, retry_delay_seconds=delay)
 
-        return self._owned(task_id, worker_id, lease_token, caller, change)
+        return self._closing(task_id, lambda: self._owned(task_id, worker_id, lease_token, caller, change))
 
     def snooze(
         self,
@@ -499,6 +550,23 @@ class Tasks:
 
     # internals
 
+    def _closing(self, task_id: str, action: Callable[[], JSON]) -> JSON:
+        """Run an owner's change that may close the task, then tell the run side when it did.
+        A repeated call on a closed task (409 already_done) tells it again first — so a run
+        whose report was lost (the process died between the two writes) still closes."""
+        try:
+            view = action()
+        except AlreadyDone:
+            self._report_closed(self.get(task_id))
+            raise
+        self._report_closed(view)
+        return view
+
+    def _report_closed(self, view: JSON) -> None:
+        closed = view.get("status") in (TaskStatus.completed.value, TaskStatus.failed.value)
+        if closed and view.get("run_id") and self._runs is not None:
+            self._runs.task_closed(view)
+
     def _owned(
         self,
         task_id: str,
@@ -528,10 +596,13 @@ class Tasks:
         """Write down a lapsed last lease (`failed`, `lease_expired`), so reserve stops finding it.
         A lost race means someone else wrote it first."""
         closed = close_lapsed(stored, now, self.skew)
-        with contextlib.suppress(Conflict):
-            self._store.update(
+        try:
+            saved = self._store.update(
                 record_of(closed, _stamp_of(rec), now + self._retention), expected_version=rec.record_version
             )
+        except Conflict:
+            return
+        self._report_closed(task_view(task_of(saved), _stamp_of(saved)))
 
     def _touch(self, topic: str, worker_id: str) -> None:
         """Record the worker as seen on the topic, at most once per `touch_every_seconds` per
@@ -578,13 +649,16 @@ def tasks_service() -> Tasks:
     retention = (
         os.environ.get("GNOMON_TASK_RETENTION_DAYS") or os.environ.get("GNOMON_RUN_RETENTION_DAYS") or "30"
     )
-    return Tasks(
+    tasks = Tasks(
         store,
         s.clock,
         s.tokens,
         skew_seconds=float(os.environ.get("GNOMON_LEASE_SKEW_SECONDS") or DEFAULT_SKEW.total_seconds()),
         retention_days=float(retention),
+        runs=s.executor,
     )
+    s.executor.attach_tasks(tasks)  # the worker's `task` targets create their tasks here
+    return tasks
 
 
 __all__ = ["Tasks", "record_of", "task_doc", "task_of", "task_summary", "task_view", "tasks_service"]
