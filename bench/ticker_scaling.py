@@ -413,7 +413,11 @@ def _ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     line_buffered()
-    p = argparse.ArgumentParser(prog="python -m bench.ticker_scaling", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.ticker_scaling",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     run(p.parse_args(argv))
     return 0

@@ -1,0 +1,131 @@
+"""`python -m bench [lateness|ticker-scaling] [options]`.
+
+Without a sub-command: both benchmarks in their short form (a few minutes on 2 cores), then a
+summary; each writes `bench/results/<name>.json` with the machine's CPU count, Python version,
+date and git commit. Figures only: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from bench import lateness, line_buffered, say, table, ticker_scaling
+
+
+def main(argv: list[str] | None = None) -> int:
+    line_buffered()
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command")
+    lat = sub.add_parser(
+        "lateness", help="lateness of firings on the real local stack", description=lateness.__doc__
+    )
+    lateness.add_arguments(lat)
+    tick = sub.add_parser(
+        "ticker-scaling",
+        aliases=["ticker"],
+        help="DynamoDB reads of one tick vs the due count",
+        description=ticker_scaling.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ticker_scaling.add_arguments(tick)
+    all_ = sub.add_parser("all", help="both, short form (the default)")
+    all_.add_argument("--long", action="store_true", help="both in their long form")
+    all_.add_argument("--no-write", action="store_true", help="do not write bench/results/*.json")
+    all_.add_argument(
+        "--quiet-wait", type=float, default=0.0, help="lateness: wait up to N s for an idle machine per load"
+    )
+    args = p.parse_args(argv)
+
+    if args.command == "lateness":
+        lateness.run(args)
+        return 0
+    if args.command in ("ticker-scaling", "ticker"):
+        ticker_scaling.run(args)
+        return 0
+
+    long_form = bool(getattr(args, "long", False))
+    no_write = bool(getattr(args, "no_write", False))
+    t0 = time.monotonic()
+    tick_args = tick.parse_args([*(["--long"] if long_form else []), *(["--no-write"] if no_write else [])])
+    tick_result = ticker_scaling.run(tick_args)
+    lat_args = lat.parse_args(
+        [
+            *(["--long"] if long_form else []),
+            *(["--no-write"] if no_write else []),
+            "--quiet-wait",
+            str(getattr(args, "quiet_wait", 0.0)),
+        ]
+    )
+    lat_result = lateness.run(lat_args)
+    summary(tick_result, lat_result, time.monotonic() - t0)
+    return 0
+
+
+def summary(tick: dict[str, Any], lat: dict[str, Any], elapsed: float) -> None:
+    meta = lat["meta"]
+    print("\n=== gnomon benchmarks: summary ===")
+    print(
+        f"{meta['date']}  cpus {meta['cpu_count']}  python {meta['python']}  "
+        f"commit {(meta.get('git_commit') or '?')[:12]}{' (dirty tree)' if meta.get('git_dirty') else ''}  "
+        f"took {elapsed:.0f} s"
+    )
+    print("\nTicker: DynamoDB items read per due schedule (should not grow with the total)")
+    print(
+        table(
+            ["schedules", "due", "due_read/due", "index/due", "read/due", "requests", "tick ms"],
+            [
+                [
+                    r["total"],
+                    r["due"],
+                    r["ratio_due_read_per_due"],
+                    r["ratio_index_items_per_due"],
+                    r["ratio_items_read_per_due"],
+                    r["requests_total"],
+                    r["tick_ms"],
+                ]
+                for r in tick["results"]
+            ],
+        )
+    )
+    print("\nLateness on the local stack (receive − scheduled_time)")
+    print(
+        table(
+            [
+                "load",
+                "rate/s",
+                "expected",
+                "dups",
+                "misses",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "machine busy%",
+            ],
+            [
+                [
+                    r["load"],
+                    r["rate"],
+                    r["expected"],
+                    r["duplicates"],
+                    r["misses"],
+                    r["p50_ms"],
+                    r["p95_ms"],
+                    r["p99_ms"],
+                    r["max_ms"],
+                    (r.get("cpu") or {}).get("machine_busy_pct"),
+                ]
+                for r in lat["results"]
+            ],
+        )
+    )
+    say("results in bench/results/ (lateness.json, ticker_scaling.json)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
