@@ -116,6 +116,9 @@ M = TypeVar("M", bound=Model)
 # --- wiring ---------------------------------------------------------------------------------------
 
 
+MAX_POOL = 32
+
+
 def _endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL") or None
 
@@ -134,7 +137,9 @@ def _table(table_name: str | None, env: str) -> str:
 def _bind(base: type[M], table_name: str) -> type[M]:
     """A subclass of `base` bound to `table_name` and to the endpoint/region in the environment
     now: table names are only known at runtime, and each store gets its own connection."""
-    meta: dict[str, Any] = {"table_name": table_name, "host": _endpoint()}
+    # A worker runs a batch's ten records on ten threads (and the dev stack several batches):
+    # pynamodb's default pool of 10 connections would be discarded and reopened under that load.
+    meta: dict[str, Any] = {"table_name": table_name, "host": _endpoint(), "max_pool_connections": MAX_POOL}
     if (region := _region()) is not None:
         meta["region"] = region
     name = base.__name__.lstrip("_")
@@ -143,7 +148,7 @@ def _bind(base: type[M], table_name: str) -> type[M]:
 
 def _connection() -> Connection:
     """A bare connection for TransactWriteItems (the items carry their own table names)."""
-    return Connection(region=_region(), host=_endpoint())
+    return Connection(region=_region(), host=_endpoint(), max_pool_connections=MAX_POOL)
 
 
 def _backoff(attempt: int) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from gnomon.ports import DeadLetter, OutgoingMessage
 
@@ -15,7 +16,8 @@ from gnomon.ports import DeadLetter, OutgoingMessage
 class SqsFiringQueue:
     def __init__(self, queue_url: str | None = None, client: Any = None) -> None:
         self.url = queue_url or os.environ["GNOMON_FIRING_QUEUE_URL"]
-        self._sqs = client or boto3.client("sqs")
+        # shared by a worker's threads: room for all of them (botocore's default pool is 10)
+        self._sqs = client or boto3.client("sqs", config=Config(max_pool_connections=32))
 
     def send(self, messages: list[OutgoingMessage]) -> None:
         for start in range(0, len(messages), 10):
