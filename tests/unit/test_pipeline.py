@@ -671,3 +671,26 @@ def test_a_group_firing_quota_delays_firings_and_counts_them(p: Pipeline) -> Non
     assert delayed == 4  # of 6 firings at two instants, two keep their second and four move
     p.run_for(65)
     assert sum(len(p.runs(s)) for s in ("q1", "q2", "q3")) == 6  # delayed, never dropped
+
+
+def test_a_trigger_under_buffer_one_waits_for_the_running_run(p: Pipeline) -> None:
+    calls = {"n": 0}
+
+    def script(inv):  # the first run is accepted (stays running until its callback)
+        calls["n"] += 1
+        return Outcome(status="accepted") if calls["n"] == 1 else Outcome(status="completed")
+
+    p.target.script = script
+    p.schedule(spec={"cron": ["0 0 1 1 *"]}, policies={"overlap": "buffer_one"})
+    code, first = p.s.runs.trigger("s", None, None, "k1")
+    p.deliver_due()
+    assert p.s.runs.get(first["run_id"])["status"] == "running"
+    code, second = p.s.runs.trigger("s", None, None, "k2")
+    assert code == 201 and second["status"] == "pending"  # not skipped: buffer_one lets it wait
+    p.deliver_due()
+    assert p.s.runs.get(second["run_id"])["status"] == "pending" and calls["n"] == 1
+    token = p.target.calls[0].callback_token
+    p.s.runs.callback(first["run_id"], token, Outcome(status="completed"))
+    p.clock.advance(1)
+    p.deliver_due()
+    assert p.s.runs.get(second["run_id"])["status"] == "completed" and calls["n"] == 2

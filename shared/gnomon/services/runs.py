@@ -488,7 +488,9 @@ class Runs:
             r.status in (RunStatus.running.value, RunStatus.pending.value)
             for r in self._runs.recent(schedule_id, limit=20)
         )
-        skipped = policy != "allow_all" and busy
+        # `skip` decides here, so the answer says `skipped`; every other policy (buffering,
+        # cancel/terminate_other, max_concurrency) is the worker's overlap ledger's to apply.
+        skipped = policy == "skip" and busy
         if skipped:
             doc.update(status=RunStatus.skipped.value, reason="overlap", closed_at=fmt(now))
         else:
