@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -14,42 +12,10 @@ from gnomon.adapters.memory import TIME_SHARDS, shard_of
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
 from gnomon.domain.runs import parse_scheduled_run_id, scheduled_run_id
 from gnomon.ports import Page, RunRecord, RunStore
+from tests.contract.helpers import collect_pages as collect
+from tests.contract.helpers import race
 
-T = TypeVar("T")
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-
-
-def collect(fetch: Callable[[str | None], Page[T]], key: Callable[[T], Any]) -> list[list[Any]]:
-    """Follow `last_key` until None, returning each page's item keys."""
-    pages: list[list[Any]] = []
-    after: str | None = None
-    for _ in range(100):
-        page = fetch(after)
-        pages.append([key(i) for i in page.items])
-        if page.last_key is None:
-            return pages
-        after = page.last_key
-    raise AssertionError("pagination did not end")
-
-
-def race(n: int, action: Callable[[int], T]) -> list[T | Exception]:
-    """Run `action(i)` in n threads released at once; results (or exceptions) by index."""
-    barrier = threading.Barrier(n)
-    results: list[T | Exception] = [RuntimeError("not run")] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = action(i)
-        except Exception as e:  # collected and asserted on by the caller
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 def run(

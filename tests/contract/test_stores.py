@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from gnomon.ports import (
     ScheduleRecord,
     ScheduleStore,
 )
+from tests.contract.helpers import collect_pages, race
 
 T = TypeVar("T")
 K = "definition"
@@ -28,36 +28,8 @@ T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 
 def collect(fetch: Callable[[str | None], Page[T]], key: Callable[[T], Any]) -> list[Any]:
-    """Follow `last_key` until None, returning every item's key in page order."""
-    seen: list[Any] = []
-    after: str | None = None
-    for _ in range(100):
-        page = fetch(after)
-        seen += [key(i) for i in page.items]
-        if page.last_key is None:
-            return seen
-        after = page.last_key
-    raise AssertionError("pagination did not end")
-
-
-def race(n: int, action: Callable[[int], T]) -> list[T | Exception]:
-    """Run `action(i)` in n threads released at once; results (or exceptions) by index."""
-    barrier = threading.Barrier(n)
-    results: list[T | Exception] = [RuntimeError("not run")] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = action(i)
-        except Exception as e:  # collected and asserted on by the caller
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
+    """Every item's key across all pages, in page order."""
+    return [k for page in collect_pages(fetch, key) for k in page]
 
 
 def sched(

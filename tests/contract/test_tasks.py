@@ -10,10 +10,9 @@ reservable after the skew allowance" are decided.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -24,8 +23,9 @@ from gnomon.ports_tasks import TaskRecord, TaskStore
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.tasks import Tasks
 from tests.contract.conftest import PREFIX
+from tests.contract.helpers import collect_pages as collect
+from tests.contract.helpers import race
 
-T = TypeVar("T")
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 
@@ -88,41 +88,8 @@ def snoozed(rec: TaskRecord, until: datetime) -> TaskRecord:
     return replace(rec, status="snoozed", ready_at=until, held_until=until)
 
 
-def collect(fetch: Callable[[str | None], Page[T]], key: Callable[[T], Any]) -> list[list[Any]]:
-    """Follow `last_key` until None, returning each page's item keys."""
-    pages: list[list[Any]] = []
-    after: str | None = None
-    for _ in range(200):
-        page = fetch(after)
-        pages.append([key(i) for i in page.items])
-        if page.last_key is None:
-            return pages
-        after = page.last_key
-    raise AssertionError("pagination did not end")
-
-
 def flat(pages: list[list[Any]]) -> list[Any]:
     return [k for page in pages for k in page]
-
-
-def race(n: int, action: Callable[[int], T]) -> list[T | Exception]:
-    """Run `action(i)` in n threads released at once; results (or exceptions) by index."""
-    barrier = threading.Barrier(n)
-    results: list[T | Exception] = [RuntimeError("not run")] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = action(i)
-        except Exception as e:  # collected and asserted on by the caller
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
 
 
 # --- create, get, update --------------------------------------------------------------------------
