@@ -165,3 +165,14 @@ def dev_stack() -> Iterator[DevProcess]:
         with contextlib.suppress(OSError):
             dev.stderr.unlink()
         assert code == 0, tail
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll `predicate` until it answers something truthy (answered) or `timeout` passes (its
+    last answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

@@ -42,19 +42,11 @@ from gnomon.local.state import (
     tables_from_backend,
     tables_from_scan,
 )
+from tests.e2e.conftest import wait_for
 
 from .conftest import REPO, DevProcess
 
 e2e = pytest.mark.e2e
-
-
-def _wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def _queue_counts(sqs: Any, url: str) -> dict[str, int]:
@@ -147,11 +139,11 @@ def test_the_worker_consumes_the_firing_queue(dev_stack: DevProcess) -> None:
         c = _queue_counts(sqs, url)
         return c["Visible"] == 0 and c["NotVisible"] == 0 and c["Delayed"] == 0
 
-    assert _wait_for(drained, timeout=10), _queue_counts(sqs, url)
+    assert wait_for(drained, timeout=10), _queue_counts(sqs, url)
     # a message the worker cannot understand is reported as a batch item failure: it stays
     # in flight until its visibility timeout (and reaches the DLQ after maxReceiveCount)
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"e2e": "not a firing"}))
-    assert _wait_for(lambda: _queue_counts(sqs, url)["NotVisible"] == 1, timeout=10), _queue_counts(sqs, url)
+    assert wait_for(lambda: _queue_counts(sqs, url)["NotVisible"] == 1, timeout=10), _queue_counts(sqs, url)
 
 
 # --- signals and arguments ---------------------------------------------------------------------

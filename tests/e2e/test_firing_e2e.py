@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DevProcess
+from tests.e2e.conftest import DevProcess, wait_for
 
 e2e = pytest.mark.e2e
 BODY_KEYS = {
@@ -69,15 +69,6 @@ def receiver() -> Iterator[Receiver]:
     r.server.shutdown()
 
 
-def _wait(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
-
-
 @e2e
 def test_interval_and_six_field_cron_schedules_deliver_signed_firings(
     dev_stack: DevProcess, receiver: Receiver
@@ -103,7 +94,7 @@ def test_interval_and_six_field_cron_schedules_deliver_signed_firings(
             seen = Counter(b["schedule_id"] for b in receiver.bodies("/hook"))
             return seen["every-2s"] >= 3 and seen["cron-3s"] >= 2
 
-        assert _wait(enough, timeout=20), receiver.bodies("/hook")
+        assert wait_for(enough, timeout=20), receiver.bodies("/hook")
         api.post("/v1/schedules/every-2s/pause")
         api.post("/v1/schedules/cron-3s/pause")
         with receiver.lock:
@@ -174,7 +165,7 @@ def test_a_failing_target_is_retried_to_its_limit_and_execute_now_works(
             ).status_code
             == 200
         )
-        assert _wait(lambda: api.get("/v1/runs/e2e-fail-1").json()["status"] == "failed", timeout=20)
+        assert wait_for(lambda: api.get("/v1/runs/e2e-fail-1").json()["status"] == "failed", timeout=20)
         run = api.get("/v1/runs/e2e-fail-1").json()
         assert run["attempt"] == 3 and run["error"]["code"] == "http_500"
         history = api.get("/v1/runs/e2e-fail-1/history").json()
@@ -192,7 +183,7 @@ def test_a_failing_target_is_retried_to_its_limit_and_execute_now_works(
         assert r.status_code == 201 and r.json()["trigger"] == "execute"
         run_id = r.json()["run_id"]
         assert run_id.startswith("ok-now-")
-        assert _wait(lambda: api.get(f"/v1/runs/{run_id}").json()["status"] == "completed", timeout=10)
+        assert wait_for(lambda: api.get(f"/v1/runs/{run_id}").json()["status"] == "completed", timeout=10)
         assert receiver.bodies("/now")[0]["input"] == {"y": 2}
 
 

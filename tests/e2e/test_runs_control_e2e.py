@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DevProcess
+from tests.e2e.conftest import DevProcess, wait_for
 
 e2e = pytest.mark.e2e
 
@@ -56,15 +55,6 @@ def receiver() -> Iterator[Receiver]:
     r.server.shutdown()
 
 
-def _wait(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    return predicate()
-
-
 def _require_router(api: httpx.Client) -> None:
     r = api.get("/v1/stats")
     if r.status_code == 404 and r.json()["error"]["details"].get("resource", "").startswith("route/"):
@@ -83,11 +73,13 @@ def test_cancel_signal_query_and_stats(dev_stack: DevProcess, receiver: Receiver
             assert r.status_code == 201, r.text
 
         run_id = api.post("/v1/definitions/ctl-slow/execute", json={}).json()["run_id"]
-        call = _wait(lambda: receiver.call_for(run_id))
+        call = wait_for(lambda: receiver.call_for(run_id))
         assert call, "the worker never called the target"
-        assert _wait(lambda: api.get(f"/v1/runs/{run_id}").json()["status"] == "running")
+        assert wait_for(lambda: api.get(f"/v1/runs/{run_id}").json()["status"] == "running")
         # the worker counts after its run write: the gauge may trail the status a moment
-        assert _wait(lambda: api.get("/v1/stats", params={"definition": "ctl-slow"}).json()["running"] == 1)
+        assert wait_for(
+            lambda: api.get("/v1/stats", params={"definition": "ctl-slow"}).json()["running"] == 1
+        )
         assert api.get("/v1/stats", params={"definition": "ctl-slow"}).json()["pending"] == 0
 
         r = api.post(f"/v1/runs/{run_id}/signal", json={"name": "pause", "payload": {"s": 5}})
@@ -118,8 +110,8 @@ def test_cancel_signal_query_and_stats(dev_stack: DevProcess, receiver: Receiver
         # a run that completes is counted today, in UTC and in a zone with a quarter-hour offset
         before = api.get("/v1/stats", params={"definition": "ctl-quick"}).json()
         quick = api.post("/v1/definitions/ctl-quick/execute", json={}).json()["run_id"]
-        assert _wait(lambda: api.get(f"/v1/runs/{quick}").json()["status"] == "completed")
-        after = _wait(
+        assert wait_for(lambda: api.get(f"/v1/runs/{quick}").json()["status"] == "completed")
+        after = wait_for(
             lambda: (
                 body
                 if (body := api.get("/v1/stats", params={"definition": "ctl-quick"}).json())[

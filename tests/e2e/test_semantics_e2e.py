@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gnomon.domain.timefmt import parse
-from tests.e2e.conftest import DevProcess
+from tests.e2e.conftest import DevProcess, wait_for
 
 e2e = pytest.mark.e2e
 SLOW_SECONDS = 3.0
@@ -62,15 +62,6 @@ def receiver() -> Iterator[SlowReceiver]:
     r.server.shutdown()
 
 
-def _wait(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
-
-
 @e2e
 def test_buffer_one_against_a_slow_receiver(dev_stack: DevProcess, receiver: SlowReceiver) -> None:
     with httpx.Client(base_url=dev_stack.base_url, timeout=30) as api:
@@ -94,7 +85,7 @@ def test_buffer_one_against_a_slow_receiver(dev_stack: DevProcess, receiver: Slo
         )
         assert r.status_code == 201, r.text
         # a firing every second, each run takes 3 s: one runs, one waits, the others are skipped
-        assert _wait(lambda: len(receiver.seen("/slow")) >= 3, timeout=30), receiver.seen("/slow")
+        assert wait_for(lambda: len(receiver.seen("/slow")) >= 3, timeout=30), receiver.seen("/slow")
         api.post("/v1/schedules/slow-every-1s/pause", json={"note": "enough"})
         calls = receiver.seen("/slow")
         for before, after in zip(calls, calls[1:], strict=False):
@@ -146,7 +137,7 @@ def test_a_backfill_is_delivered_at_its_rate_while_paused(
         assert (dry.status_code, dry.json()) == (200, {"fire_times": expected, "runs_created": 0})
         real = api.post("/v1/schedules/nightly/backfill", json={**window, "overlap": "allow_all"})
         assert (real.status_code, real.json()) == (201, {"fire_times": expected, "runs_created": 3})
-        assert _wait(lambda: len(receiver.seen("/fast")) == 3, timeout=20), receiver.seen("/fast")
+        assert wait_for(lambda: len(receiver.seen("/fast")) == 3, timeout=20), receiver.seen("/fast")
         calls = receiver.seen("/fast")
         assert [c["body"]["nominal_time"] for c in calls] == expected
         assert all(c["body"]["input"] == {"k": "v"} for c in calls)
@@ -155,7 +146,7 @@ def test_a_backfill_is_delivered_at_its_rate_while_paused(
             runs = api.get("/v1/runs", params={"schedule": "nightly"}).json()["items"]
             return len(runs) == 3 and all(x["status"] == "completed" for x in runs)
 
-        assert _wait(finished, timeout=10)
+        assert wait_for(finished, timeout=10)
         runs = sorted(
             (
                 api.get(f"/v1/runs/{x['run_id']}").json()

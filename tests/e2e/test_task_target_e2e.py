@@ -3,25 +3,15 @@ into a leased task, an external worker reserves and completes it over HTTP, the 
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import DevProcess
+from tests.e2e.conftest import DevProcess, wait_for
 
 e2e = pytest.mark.e2e
-
-
-def _wait(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    return predicate()
 
 
 @e2e
@@ -43,7 +33,7 @@ def test_task_target_run_completes_through_its_task(dev_stack: DevProcess) -> No
             assert r.status_code in (200, 204), r.text
             return dict(r.json()) if r.status_code == 200 else None
 
-        task = _wait(reserve)
+        task = wait_for(reserve)
         assert task, "the worker never created the run's task"
         assert task["run_id"] == run_id and task["data"]["run_id"] == run_id
         assert task["data"]["input"] == {"report": "q3"} and task["data"]["attempt"] == 1
@@ -59,7 +49,7 @@ def test_task_target_run_completes_through_its_task(dev_stack: DevProcess) -> No
 
         r = api.post(f"/v1/tasks/{task['task_id']}/complete", json={"worker_id": "w1", "result": {"rows": 3}})
         assert r.status_code == 200, r.text
-        run = _wait(
+        run = wait_for(
             lambda: (lambda x: x if x["status"] == "completed" else None)(
                 api.get(f"/v1/runs/{run_id}").json()
             )
