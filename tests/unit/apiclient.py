@@ -6,7 +6,10 @@ import base64
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+
+from gnomon.local.http_bridge import build_v2_event
+
+TESTER = "arn:aws:iam::000000000000:user/tester"
 
 
 @dataclass
@@ -17,41 +20,8 @@ class Answer:
 
 
 def v2_event(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> dict[str, Any]:
-    parts = urlsplit(path)
-    query: dict[str, str] = {}
-    for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        query[k] = f"{query[k]},{v}" if k in query else v
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": parts.path,
-        "rawQueryString": parts.query,
-        "headers": {k.lower(): v for k, v in headers.items()},
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "local",
-            "domainName": "localhost",
-            "http": {
-                "method": method,
-                "path": parts.path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "t",
-            },
-            "requestId": "r",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 0,
-            "authorizer": {"iam": {"userArn": "arn:aws:iam::000000000000:user/tester"}},
-        },
-        "isBase64Encoded": False,
-    }
-    if query:
-        event["queryStringParameters"] = query
-    if body is not None:
-        event["body"] = body.decode()
-    return event
+    """The event API Gateway would send, built by the same bridge the dev stack uses."""
+    return build_v2_event(method, path, headers, body, "127.0.0.1", principal_arn=TESTER)
 
 
 class ApiClient:
