@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -115,7 +117,12 @@ def dev(
             log_level=log_level,
         )
     )
-    raise typer.Exit(code)
+    # The stack stopped in order; a target call still in flight on a worker thread (an HTTP
+    # target that never answers) must not hold the exit: concurrent.futures joins its threads
+    # at interpreter exit. Flush and leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 from gnomon.clicommands import register  # noqa: E402 - the API verbs, after `dev`

@@ -156,6 +156,28 @@ def test_sigint_to_the_process_group_exits_0(dev_factory: Any) -> None:
 
 
 @e2e
+def test_a_target_that_never_answers_does_not_hold_the_exit(dev_factory: Any) -> None:
+    import socket
+
+    silent = socket.socket()  # accepts connections (backlog) but never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        dev = dev_factory()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hang"
+        with httpx.Client(base_url=dev.base_url, timeout=30) as api:
+            r = api.post("/v1/definitions", json={"name": "hang", "target": {"type": "http", "url": url}})
+            assert r.status_code == 201, r.text
+            run = api.post("/v1/definitions/hang/execute", json={}).json()
+            assert wait_for(lambda: api.get(f"/v1/runs/{run['run_id']}").json()["status"] == "running")
+        began = time.monotonic()
+        assert dev.stop(signal.SIGTERM) == 0, dev.stderr_tail()
+        assert time.monotonic() - began < 15
+    finally:
+        silent.close()
+
+
+@e2e
 @pytest.mark.parametrize("value", ["0", "abc", "-1", "nan"])
 def test_tick_seconds_must_be_a_positive_number(value: str) -> None:
     r = subprocess.run(
