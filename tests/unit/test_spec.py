@@ -968,3 +968,83 @@ def test_interval_exclusions_match_brute_force(
         if not excluder.matches(t.astimezone(tz).replace(tzinfo=None))
     ]
     assert c.times(lo, 100_000, end=hi) == expected
+
+
+# -- streams that exclusions silence entirely --------------------------------------------------
+SILENCED = [
+    # one exclusion covers the cron expression
+    ({"cron": ["30 */5 * * FRI#3"]}, [{"hour": "*", "minute": "*/3", "second": "*"}]),
+    # every-day exclusions that together cover every time of day the cron allows
+    (
+        {"cron": ["*/5 * * * *"]},
+        [{"hour": "*", "minute": "0-29", "second": "*"}, {"hour": "*", "minute": "30-59", "second": "*"}],
+    ),
+    # an interval whose grid always lands on an excluded second (was a 36 s search of 5 years)
+    (
+        {"intervals": [{"every_seconds": 60, "offset_seconds": 30}]},
+        [{"hour": "*", "minute": "*", "second": 30}],
+    ),
+    # … in a zone with DST and a half-hour offset history: every offset's grid is excluded
+    (
+        {"intervals": [{"every_seconds": 5400, "offset_seconds": 1263}], "timezone": "America/Santiago"},
+        [{"hour": "*", "minute": "*/3", "second": "*"}],
+    ),
+    ({"intervals": [{"every_seconds": 1}]}, [{"hour": "*", "minute": "*", "second": "*"}]),
+]
+
+
+@pytest.mark.parametrize(("spec", "exclusions"), SILENCED)
+def test_a_stream_silenced_by_exclusions_is_dropped_at_compile(
+    spec: dict[str, Any], exclusions: list[dict[str, Any]]
+) -> None:
+    c = compiled({**spec, "exclude_calendars": exclusions})
+    assert (c._wall_rules, c._intervals) == ((), ())
+    assert c.times(datetime(2026, 1, 1, tzinfo=UTC), 3) == []
+
+
+def test_a_stream_only_partly_excluded_stays() -> None:
+    # an hourly interval at …:22:03 in whole-hour offsets: minute 22 escapes the */3 exclusion
+    c = compiled(
+        {
+            "intervals": [{"every_seconds": 3600, "offset_seconds": 1323}],
+            "timezone": "America/Santiago",
+            "exclude_calendars": [{"hour": "*", "minute": "*/3", "second": "*"}],
+        }
+    )
+    assert len(c._intervals) == 1
+    c = compiled(
+        {
+            "cron": ["*/5 * * * MON"],
+            "exclude_calendars": [{"hour": "*", "minute": "*", "second": "*", "day_of_week": "TUE-SAT,SUN"}],
+        }
+    )
+    assert len(c._wall_rules) == 1 and len(c.times(datetime(2026, 1, 1, tzinfo=UTC), 3)) == 3
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    every=st.sampled_from([1, 7, 30, 60, 90, 3600]),
+    offset=st.integers(0, 3599),
+    cron=st.sampled_from(["*/5 * * * *", "0,30 * * * * *", "15 9 * * MON-FRI", "*/20 */2 * * * *"]),
+    exclusions=st.lists(
+        st.fixed_dictionaries(
+            {
+                "hour": st.sampled_from(["*", "0-11", 9]),
+                "minute": st.sampled_from(["*", "*/3", "0-29", "30-59", 15]),
+                "second": st.sampled_from(["*", 30, "0-29", "*/20"]),
+            }
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_dropping_silenced_streams_never_changes_the_times(
+    every: int, offset: int, cron: str, exclusions: list[dict[str, Any]]
+) -> None:
+    spec = {"cron": [cron], "intervals": [{"every_seconds": every, "offset_seconds": offset % every}]}
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    excluders = [compile_calendar(Calendar(**x)) for x in exclusions]
+    end = start + timedelta(hours=2)
+    unfiltered = compiled(spec).times(start, 10_000, end=end)
+    expected = [t for t in unfiltered if not any(x.matches(t.replace(tzinfo=None)) for x in excluders)]
+    assert compiled({**spec, "exclude_calendars": exclusions}).times(start, 10_000, end=end) == expected

@@ -279,6 +279,38 @@ class Matcher:
         first, length = _calendar.monthrange(year, month)
         return self._days_for(length, (first + 1) % 7)
 
+    def every_day(self) -> bool:
+        """Whether the day, month and year fields allow every date (only the time fields
+        restrict): such a matcher excludes the same times of day on every day."""
+        return (
+            self.years is None
+            and len(self._sets[3]) == 12
+            and all(
+                len(self._days_for(length, first)) == length
+                for length in (28, 29, 30, 31)
+                for first in range(7)
+            )
+        )
+
+    def times_of_day(self) -> frozenset[int]:
+        """The seconds of the day (0–86 399) the time fields allow."""
+        sec, minute, hour, _ = self._sets
+        return frozenset(h * 3600 + m * 60 + s for h in hour for m in minute for s in sec)
+
+    def covers(self, other: Matcher) -> bool:
+        """Whether every wall time `other` matches, this matches too (a sufficient test, exact
+        for the day fields: which days match depends only on a month's length and first
+        weekday, so all 28 cases are compared)."""
+        if not all(mine >= theirs for mine, theirs in zip(self._sets, other._sets, strict=True)):
+            return False
+        if self.years is not None and (other.years is None or not set(other.years) <= set(self.years)):
+            return False
+        return all(
+            set(other._days_for(length, first)) <= set(self._days_for(length, first))
+            for length in (28, 29, 30, 31)
+            for first in range(7)
+        )
+
     def day_matches(self, year: int, month: int, day: int) -> bool:
         """Whether the date matches the year, month and day fields."""
         if self.years is not None and year not in self.years:

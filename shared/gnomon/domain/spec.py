@@ -14,7 +14,9 @@ datetimes; only `at` times keep their milliseconds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -505,6 +507,9 @@ def _default_policy(fixed: bool) -> DstPolicy:
     )
 
 
+_UNKNOWN = object()
+
+
 class CompiledSpec:
     """A validated spec, ready to answer its nominal times. Build it with `compile_spec`."""
 
@@ -514,17 +519,25 @@ class CompiledSpec:
         zone: ZoneInfo,
         wall_rules: Sequence[_WallRule],
         exclusions: Sequence[Matcher],
+        intervals: Sequence[Interval] | None = None,
     ) -> None:
         self.spec = spec
         self.zone = zone
         self._zone = _Zone(zone)
         self._wall_rules = tuple(wall_rules)
-        self._intervals = tuple(_IntervalRule(i.every_seconds, i.offset_seconds) for i in spec.intervals)
+        kept = spec.intervals if intervals is None else intervals
+        self._intervals = tuple(_IntervalRule(i.every_seconds, i.offset_seconds) for i in kept)
         self._at = sorted({t.astimezone(UTC) for t in spec.at})
         self._exclusions = _Exclusions(exclusions, self._zone)
         self._start = spec.start_at.astimezone(UTC) if spec.start_at else None
         self._end = spec.end_at.astimezone(UTC) if spec.end_at else None
         self._last_instant = _jan1(_LAST_YEAR)
+        # Per stream (wall rule or interval), the last answer: (from instant, first firing at or
+        # after it or None, searched up to year). Each entry is a fact that stays true, so later
+        # queries inside its range reuse it — a stream that exclusions silence for years is
+        # searched once, not once per firing of the other streams. Entries are immutable tuples,
+        # replaced whole: safe to share between threads.
+        self._memo: dict[tuple[str, int], tuple[int, int | None, int]] = {}
 
     def _local_wall(self, instant: int) -> datetime:
         return _wall(instant + self._zone.offset(instant))
@@ -574,21 +587,39 @@ class CompiledSpec:
             if self._end is not None:
                 # Wall years can run a day past the UTC year.
                 max_year = min(max_year, self._end.year + 1)
-            for rule in self._wall_rules:
-                found = rule.next_at_or_after(a, self._zone, self._exclusions, max_year)
-                if found is not None:
+            for i, rule in enumerate(self._wall_rules):
+                found = self._recall(("w", i), a, max_year)
+                if found is _UNKNOWN:
+                    found = rule.next_at_or_after(a, self._zone, self._exclusions, max_year)
+                    self._memo[("w", i)] = (a, found, max_year)
+                if isinstance(found, int):
                     t = _utc(found)
                     if best is None or t < best:
                         best = t
-            for interval in self._intervals:
-                found = self._next_interval(interval, a)
-                if found is not None:
+            for i, interval in enumerate(self._intervals):
+                # an interval silenced by exclusions for EXCLUSION_YEARS counts as silenced
+                horizon = _utc(a).year + EXCLUSION_YEARS
+                found = self._recall(("i", i), a, horizon)
+                if found is _UNKNOWN:
+                    found = self._next_interval(interval, a)
+                    self._memo[("i", i)] = (a, found, horizon)
+                if isinstance(found, int):
                     t = _utc(found)
                     if best is None or t < best:
                         best = t
         if best is not None and self._end is not None and best > self._end:
             return None
         return best
+
+    def _recall(self, key: tuple[str, int], a: int, max_year: int) -> int | None | object:
+        """The stream's first firing at or after `a` (searched up to `max_year`) when an earlier
+        search already answers it, else _UNKNOWN."""
+        known = self._memo.get(key)
+        if known is not None:
+            a0, found, year0 = known
+            if a0 <= a and (a <= found if found is not None else year0 == max_year):
+                return found
+        return _UNKNOWN
 
     def times(self, after: datetime, count: int, end: datetime | None = None) -> list[datetime]:
         """Up to `count` nominal times strictly after `after`, none after `end` (inclusive)."""
@@ -709,4 +740,61 @@ def compile_spec(
     if errors:
         raise InvalidArgument.many(errors)
     assert zone is not None
-    return CompiledSpec(spec, zone, wall_rules, exclusions)
+    # A stream that exclusions silence entirely never fires: leave it out rather than search
+    # years of excluded matches for nothing (a 1-second step over years would take minutes).
+    live_rules, live_intervals = _live_streams(wall_rules, spec.intervals, exclusions, zone)
+    return CompiledSpec(spec, zone, live_rules, exclusions, live_intervals)
+
+
+@functools.lru_cache(maxsize=64)
+def _zone_offsets(zone: ZoneInfo) -> frozenset[int]:
+    """Every UTC offset (seconds) the zone uses from 1970 to 2100 (tzdata repeats its rules
+    past 2037), probed twice a month."""
+    out = set()
+    t = datetime(1970, 1, 1, tzinfo=UTC)
+    while t.year < 2100:
+        delta = t.astimezone(zone).utcoffset()
+        assert delta is not None
+        out.add(int(delta.total_seconds()))
+        t += timedelta(days=15)
+    return frozenset(out)
+
+
+def _live_streams(
+    wall_rules: Sequence[_WallRule],
+    intervals: Sequence[Interval],
+    exclusions: Sequence[Matcher],
+    zone: ZoneInfo,
+) -> tuple[list[_WallRule], list[Interval]]:
+    """The cron expressions / calendars and intervals that some wall time can still come out of.
+
+    Exclusions match wall times before any DST shift. A wall rule is silenced when one exclusion
+    covers it, or when the exclusions that apply to every day cover all its times of day. An
+    interval's wall times of day, at offset `off`, are the seconds r with r ≡ offset + off
+    (mod gcd(every, 86 400)): it is silenced when, for every offset the zone uses, the every-day
+    exclusions cover all of those.
+    """
+    if not exclusions:
+        return list(wall_rules), list(intervals)
+    daily: set[int] = set()
+    for x in exclusions:
+        if x.every_day():
+            daily |= x.times_of_day()
+    rules = [
+        r
+        for r in wall_rules
+        if not any(x.covers(r.matcher) for x in exclusions)
+        and not (daily and r.matcher.times_of_day() <= daily)
+    ]
+    if not daily or not intervals:
+        return rules, list(intervals)
+    offsets = _zone_offsets(zone)
+    live = []
+    for interval in intervals:
+        g = math.gcd(interval.every_seconds, 86_400)
+        dead = all(
+            all(r in daily for r in range((interval.offset_seconds + off) % g, 86_400, g)) for off in offsets
+        )
+        if not dead:
+            live.append(interval)
+    return rules, live

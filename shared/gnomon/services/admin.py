@@ -648,6 +648,9 @@ class Upcoming:
         lower = start if cursor is None else max(start, cursor.scheduled)
         # scheduled_time ∈ [nominal, nominal + jitter): scheduled ≥ lower ⇒ nominal > lower − jitter.
         after = lower - timedelta(seconds=compiled.spec.jitter_seconds) - _MICRO
+        if rec.doc.get("created_at"):
+            # a schedule's first firing is strictly after its creation
+            after = max(after, parse(rec.doc["created_at"]))
         if state.get("paused"):
             until = state.get("paused_until")
             if not until:
