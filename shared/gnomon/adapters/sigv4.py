@@ -21,8 +21,9 @@ _SIGNED = ("host", "content-type")
 class SigV4Auth(httpx.Auth):
     """Sign requests with AWS Signature Version 4 for API Gateway (service `execute-api`).
 
-    `region` defaults to the profile's / environment's region, then to the region in an
-    `*.execute-api.<region>.amazonaws.com` URL. `session` (a boto3 Session) may be given instead
+    `region` defaults to the region in an `*.execute-api.<region>.amazonaws.com` URL (the API's
+    own region: a signature for any other is refused), then to the profile's / environment's
+    region (custom domains). `session` (a boto3 Session) may be given instead
     of `profile`.
     """
 
@@ -39,6 +40,7 @@ class SigV4Auth(httpx.Auth):
         import boto3
 
         self._session = session or boto3.Session(profile_name=profile)
+        self.explicit_region = region
         self.region = region or self._session.region_name
         self.profile = profile
         self.service = service
@@ -54,11 +56,13 @@ class SigV4Auth(httpx.Auth):
         return creds.get_frozen_credentials()
 
     def region_for(self, url: httpx.URL) -> str:
-        if self.region:
-            return self.region
+        if self.explicit_region:
+            return self.explicit_region
         parts = url.host.split(".")
         if len(parts) >= 4 and parts[1] == "execute-api":
             return parts[2]
+        if self.region:
+            return self.region
         raise RuntimeError("no AWS region: pass --region (or region=) or set AWS_REGION")
 
     def sign(self, request: httpx.Request) -> None:
