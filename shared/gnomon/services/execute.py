@@ -24,6 +24,7 @@ not tracked, as Temporal does not track them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -254,6 +255,25 @@ class Executor:
         self._retention = retention_days
         self._sleep = sleep
         self._tasks = tasks
+        self._close_listeners: list[Callable[[RunRecord], None]] = []
+        self._notify: Callable[[str, str, JSON], Any] | None = None
+
+    def add_close_listener(self, listener: Callable[[RunRecord], None]) -> None:
+        """Call `listener(run)` whenever a run's last attempt closed (or a run no longer counts
+        as running): event streams move on. May be called more than once for a run."""
+        self._close_listeners.append(listener)
+
+    def attach_notifier(self, notify: Callable[[str, str, JSON], Any]) -> None:
+        """`notify(definition, event, details)` fires a definition's notifications (`failed`,
+        `paused_on_failure`); it never raises."""
+        self._notify = notify
+
+    def _notify_definition(self, definition: str, event: str, details: JSON) -> None:
+        if self._notify is not None:
+            try:
+                self._notify(definition, event, details)
+            except Exception:  # a notification never fails the run
+                logging.getLogger("gnomon.execute").exception("notification %s failed", event)
 
     def attach_tasks(self, tasks: TaskCreator) -> None:
         """The task use cases that `task` targets create their tasks with."""
@@ -744,7 +764,13 @@ class Executor:
 
     def _release(self, run: RunRecord) -> None:
         """A run of a schedule closed its last attempt: it no longer counts as running; the
-        oldest waiting run may start, and a schedule that deletes itself may be done."""
+        oldest waiting run may start, and a schedule that deletes itself may be done. The close
+        listeners hear of it first (an event run's stream moves on)."""
+        for listener in self._close_listeners:
+            try:
+                listener(run)
+            except Exception:  # a listener's failure never fails the run's close
+                logging.getLogger("gnomon.execute").exception("close listener failed for %s", run.run_id)
         if run.schedule_id is None:
             return
         _, sched = self._ledger(run.schedule_id, run.doc.get("generation"), release=run.run_id)
@@ -844,9 +870,11 @@ class Executor:
                 self._schedules.update(
                     schedule_record(rec, doc, schedule_cursor(rec)), expected_version=rec.version
                 )
-                return
             except Conflict:
                 continue
+            details = {**_failure_details(run), "note": new_state["note"]}
+            self._notify_definition(run.definition, "paused_on_failure", details)
+            return
 
     # -- invoking and closing -------------------------------------------------------------------
 
@@ -1076,11 +1104,24 @@ class Executor:
         """After a run's last attempt closed: pause_on_failure first (so a buffered firing the
         release would start meets a paused schedule), then leave the overlap ledger."""
         if run.status in (RunStatus.failed.value, RunStatus.timed_out.value):
+            self._notify_definition(run.definition, "failed", _failure_details(run))
             self._pause_on_failure(run)
         self._release(run)
 
 
 # -- run document helpers ---------------------------------------------------------------------
+
+
+def _failure_details(run: RunRecord) -> JSON:
+    """What a `failed` or `paused_on_failure` notification says about the run."""
+    return {
+        "run_id": run.run_id,
+        "schedule_id": run.schedule_id,
+        "status": run.status,
+        "attempt": run.doc.get("attempt"),
+        "nominal_time": run.doc.get("nominal_time"),
+        "error": run.doc.get("error"),
+    }
 
 
 def _timeout(definition: JSON, sched_doc: JSON | None) -> int:
