@@ -30,7 +30,12 @@ def store(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.Monk
 
 
 def ev(head: StreamHead, event_id: str, payload: object = None) -> StoredEvent:
-    doc = {"event_id": event_id, "type": "order.created", "payload": payload, "received_at": "2026-12-01T10:00:00Z"}
+    doc = {
+        "event_id": event_id,
+        "type": "order.created",
+        "payload": payload,
+        "received_at": "2026-12-01T10:00:00Z",
+    }
     return StoredEvent(head.definition, head.key, head.last_seq + 1, event_id, doc)
 
 

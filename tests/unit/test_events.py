@@ -69,7 +69,9 @@ def drain(p: Pipeline, rounds: int = 20) -> None:
 
 def calls(p: Pipeline, key: str | None = None) -> list[tuple[str, int]]:
     return [
-        (c.input["key"], c.input["payload"]["n"]) for c in p.target.calls if key is None or c.input["key"] == key
+        (c.input["key"], c.input["payload"]["n"])
+        for c in p.target.calls
+        if key is None or c.input["key"] == key
     ]
 
 
@@ -78,7 +80,7 @@ def test_events_run_once_each_in_order_per_key(p: Pipeline) -> None:
 
     def script(inv: Invocation) -> Outcome:
         # one event of a key at a time: nothing else of "a" is running meanwhile
-        running = [r for r in p.run_store.list(definition="orders", after=None, limit=100).items]
+        running = list(p.run_store.list(definition="orders", after=None, limit=100).items)
         seen_running.append(sum(1 for r in running if r.status == "running"))
         return Outcome(status="completed")
 
@@ -155,7 +157,13 @@ def test_a_key_halts_after_n_failed_runs_keeps_later_events_and_restarts_from_th
         for r in p.run_store.list(definition="orders", after=None, limit=100).items
         if r.doc["event"]["key"] == "a" and r.status == "completed"
     )
-    assert completed == [(1, "completed"), (2, "completed"), (3, "completed"), (4, "completed"), (5, "completed")]
+    assert completed == [
+        (1, "completed"),
+        (2, "completed"),
+        (3, "completed"),
+        (4, "completed"),
+        (5, "completed"),
+    ]
     assert p.s.events.operator("orders")["status"] == "idle"
 
 
@@ -221,7 +229,12 @@ def test_a_pump_repairs_a_head_whose_run_was_never_recorded(p: Pipeline) -> None
     head = store.head("orders", "a")
     from gnomon.ports_events import StoredEvent
 
-    doc = {"event_id": "e1", "type": "order.created", "payload": {"n": 1}, "received_at": "2026-12-01T10:00:00Z"}
+    doc = {
+        "event_id": "e1",
+        "type": "order.created",
+        "payload": {"n": 1},
+        "received_at": "2026-12-01T10:00:00Z",
+    }
     head = store.append(head, StoredEvent("orders", "a", 1, "e1", doc))
     run_id = run_id_for("orders", "a", 1, 1)
     store.update_head(replace(head, inflight=run_id, runs=1), expected_version=head.version)  # then "crashed"
@@ -279,12 +292,16 @@ H = StreamHead("d", "k", last_seq=3, done_seq=1, runs=1, inflight="r1", failures
         (H, "running", None),
         (H, "pending", None),
         (replace(H, inflight="other"), "completed", None),
-        (H, "completed", dict(done_seq=2, runs=0, failures=0, halted=False, inflight=None)),
-        (H, "failed", dict(done_seq=1, runs=1, failures=1, halted=False, inflight=None)),
-        (replace(H, failures=1), "timed_out", dict(done_seq=1, failures=2, halted=True, inflight=None)),
-        (replace(H, failures=1), "canceled", dict(done_seq=2, runs=0, failures=1, halted=False)),
-        (H, "terminated", dict(done_seq=2, runs=0, halted=False)),
-        (replace(H, failures=1), "completed", dict(done_seq=2, failures=0)),
+        (H, "completed", {"done_seq": 2, "runs": 0, "failures": 0, "halted": False, "inflight": None}),
+        (H, "failed", {"done_seq": 1, "runs": 1, "failures": 1, "halted": False, "inflight": None}),
+        (
+            replace(H, failures=1),
+            "timed_out",
+            {"done_seq": 1, "failures": 2, "halted": True, "inflight": None},
+        ),
+        (replace(H, failures=1), "canceled", {"done_seq": 2, "runs": 0, "failures": 1, "halted": False}),
+        (H, "terminated", {"done_seq": 2, "runs": 0, "halted": False}),
+        (replace(H, failures=1), "completed", {"done_seq": 2, "failures": 0}),
     ],
 )
 def test_settle(head: StreamHead, status: str, expected: dict[str, Any] | None) -> None:

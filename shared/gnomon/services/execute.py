@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from gnomon.domain.errors import AlreadyClosed, AlreadyExists, Conflict, NotFound
+from gnomon.domain.errors import AlreadyClosed, AlreadyDone, AlreadyExists, Conflict, NotFound
 from gnomon.domain.model import TASK_TIMEOUT_MAX
 from gnomon.domain.runs import (
     RunStatus,
@@ -108,6 +108,10 @@ class TaskCreator(Protocol):
         task_id: str | None = None,
         run_id: str | None = None,
     ) -> tuple[int, JSON]: ...
+
+    def withdraw(self, task_id: str, reason: str) -> JSON: ...
+
+    def signal(self, task_id: str, signal: Any) -> JSON: ...
 
 
 def task_id_for(run_id: str, attempt: int) -> str:
@@ -627,7 +631,9 @@ class Executor:
         except NotFound:
             definition = {"retry": {"max_attempts": 1}}
         outcome = Outcome(status="timed_out", error=dict(LOST_ATTEMPT))
-        return self._close(run, outcome, definition, self._schedule_doc(run))
+        handled = self._close(run, outcome, definition, self._schedule_doc(run))
+        self.withdraw_task(run)  # a `task` target's attempt timed out: its task is withdrawn
+        return handled
 
     def finish(self, run: RunRecord, outcome: Outcome) -> Handled:
         """Close the current attempt of a running run with an outcome reported from outside
@@ -980,6 +986,27 @@ class Executor:
                 return
             except Conflict:
                 continue
+
+    def withdraw_task(self, run: RunRecord) -> None:
+        """A `task` target's run whose attempt ended otherwise (canceled, terminated, timed
+        out): that attempt's task is withdrawn — no longer reservable, its worker refused from
+        its next call on; what the worker reports late stays in the run's history only."""
+        task_id = run.doc.get("task_id")
+        if not task_id:
+            return
+        with contextlib.suppress(NotFound):
+            self._task_service().withdraw(str(task_id), f"the run's attempt ended: {run.status}")
+
+    def signal_task(self, run: RunRecord, signal: JSON) -> None:
+        """A signal to a running `task` target's run goes into its task's inbox at once (the
+        worker sees it with its next extend-lease answer). A task already closed takes none."""
+        task_id = run.doc.get("task_id")
+        if not task_id or run.status != RunStatus.running.value:
+            return
+        if task_id != task_id_for(run.run_id, int(run.doc.get("attempt", 0))):
+            return
+        with contextlib.suppress(NotFound, AlreadyDone):
+            self._task_service().signal(str(task_id), signal)
 
     def run_inbox(self, run_id: str) -> list[JSON]:
         """The signals of a run (its `inbox`), for the worker of its task; none for a closed or

@@ -8,7 +8,6 @@ version-conditioned update retried on `Conflict`; statuses move only through `ch
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import uuid
@@ -233,21 +232,6 @@ def signal_run(runs: RunStore, run_id: str, name: str, payload: Any, now: dateti
         except Conflict:
             continue
     raise Conflict("the run kept changing; try again", current=None)
-
-
-def withdraw_task(rec: RunRecord) -> None:
-    """A `task` target's run that was canceled or terminated: its open attempt's task is
-    withdrawn (failed with `withdrawn`), so no worker reserves it any more and the worker that
-    holds it is refused from its next call on (409 `already_done`). What that worker reports
-    late is kept in the run's history and never changes the run's status."""
-    task_id = rec.doc.get("task_id")
-    if not task_id or rec.doc.get("lease") and rec.status == RunStatus.canceled.value:
-        # a canceled running run keeps its attempt open until it ends by itself (CONTRACT §6)
-        return
-    from gnomon.services.tasks import tasks_service  # bound late: tasks imports execute
-
-    with contextlib.suppress(NotFound):
-        tasks_service().withdraw(str(task_id), f"the run was {rec.status}")
 
 
 def query_run(runs: RunStore, run_id: str) -> JSON:
@@ -620,19 +604,26 @@ class Runs:
     def terminate(self, run_id: str, reason: str | None, caller: Caller | None = None) -> JSON:
         """`POST /v1/runs/{id}/terminate`."""
         retention = self._retention_of(self._runs.get(run_id).definition)
-        rec = terminate_run(self._runs, run_id, reason, self._clock.now(), retention_days=retention, by=caller)
+        rec = terminate_run(
+            self._runs, run_id, reason, self._clock.now(), retention_days=retention, by=caller
+        )
         self._stopped(rec)
         return run_view(rec)
 
     def _stopped(self, rec: RunRecord) -> None:
         """After a cancel or terminate: the worker's bookkeeping of a run that may have closed
         (overlap ledger, event stream) and, for a `task` target, its task withdrawn."""
-        withdraw_task(rec)
+        self._executor.withdraw_task(rec)
         self._executor.run_closed(rec.run_id)
 
     def signal(self, run_id: str, name: str, payload: Any) -> JSON:
-        """`POST /v1/runs/{id}/signal`: answers the run with its inbox."""
-        return run_view(signal_run(self._runs, run_id, name, payload, self._clock.now()))
+        """`POST /v1/runs/{id}/signal`: answers the run with its inbox. For a running `task`
+        target, the signal is put into its task's inbox at once too."""
+        rec = signal_run(self._runs, run_id, name, payload, self._clock.now())
+        inbox = rec.doc.get("inbox") or []
+        if inbox:
+            self._executor.signal_task(rec, inbox[-1])
+        return run_view(rec)
 
     def query(self, run_id: str, name: str, args: Any) -> JSON:
         """`POST /v1/runs/{id}/query`: the latest heartbeat details, whatever the query's name."""
