@@ -135,3 +135,31 @@ def test_openapi_documents_the_routes(api2: ApiClient) -> None:
         "/v1/operators/{definition}",
         "/v1/operators/{definition}/restart",
     } <= set(paths)
+
+
+def test_cli_events_and_operators(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from gnomon import wiring
+    from gnomon.api.app import lambda_handler
+    from gnomon.client import HandlerTransport
+    from tests.unit.test_cli import Cli
+
+    monkeypatch.setenv("GNOMON_STORE", "memory")
+    monkeypatch.setenv("GNOMON_PAGE_TOKEN_SECRET", "test-secret")
+    wiring.services.cache_clear()
+    try:
+        cli = Cli(monkeypatch, HandlerTransport(lambda_handler))
+        body = {"name": "orders", "target": HOOK, "triggers": [{"event_type": "order.created"}]}
+        cli.json("definitions", "create", "-d", json.dumps(body))
+        sent = cli.json("events", "create", "-d", json.dumps({"type": "order.created", "key": "o-1"}))
+        assert sent["definitions"][0]["seq"] == 1
+        listed = cli.json("operators", "list")
+        items = listed["items"] if isinstance(listed, dict) else listed
+        assert [o["definition"] for o in items] == ["orders"]
+        assert cli.json("operators", "get", "orders")["status"] == "running"
+        assert cli.json("operators", "restart", "orders")["restarted"] == []
+        ghost = cli.run("operators", "get", "ghost")
+        assert ghost.exit_code == 3
+    finally:
+        wiring.services.cache_clear()
