@@ -349,3 +349,18 @@ def test_ingestion_messages() -> None:
     assert event_of_message({**envelope, "detail": {"key": "k"}}).type == "gnomon.event"
     with pytest.raises(ValueError):
         event_of_message({"type": "t", "key": ""})
+
+
+def test_the_sweep_moves_a_stream_whose_run_ended_unnoticed(p: Pipeline) -> None:
+    p.s.executor._close_listeners.clear()  # type: ignore[attr-defined]  # the worker "dies" before telling
+    send(p, "a", 1)
+    send(p, "a", 2)
+    drain(p)
+    assert calls(p) == [("a", 1)]  # run 1 completed, but the stream never heard
+    assert p.s.events.operator("orders")["status"] == "running"
+    assert p.s.events.sweep() == 1
+    drain(p)
+    assert calls(p) == [("a", 1), ("a", 2)]
+    assert p.s.events.sweep() == 1  # still busy: run 2's end went unnoticed too
+    assert p.s.events.operator("orders")["status"] == "idle"
+    assert p.s.events.sweep() == 0
