@@ -37,9 +37,9 @@ class FakeSender:
 TOPIC = "arn:aws:sns:us-east-1:000000000000:alerts"
 
 
-@pytest.fixture
-def p() -> Pipeline:
-    pipe = Pipeline()
+def event_pipeline(backend: str = "memory") -> Pipeline:
+    """The pipeline with the `orders` definition these scenarios use."""
+    pipe = Pipeline(backend=backend)
     pipe.s.notifier._sender = FakeSender()  # type: ignore[attr-defined]
     pipe.definition(
         "orders",
@@ -49,6 +49,11 @@ def p() -> Pipeline:
         notifications=[{"on": ["halted", "failed"], "sns_topic_arn": TOPIC}],
     )
     return pipe
+
+
+@pytest.fixture
+def p() -> Pipeline:
+    return event_pipeline()
 
 
 def sender(p: Pipeline) -> FakeSender:
