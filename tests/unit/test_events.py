@@ -369,3 +369,17 @@ def test_the_sweep_moves_a_stream_whose_run_ended_unnoticed(p: Pipeline) -> None
     assert p.s.events.sweep() == 1  # still busy: run 2's end went unnoticed too
     assert p.s.events.operator("orders")["status"] == "idle"
     assert p.s.events.sweep() == 0
+
+
+def test_an_event_run_is_not_retried_beside_its_stream(p: Pipeline) -> None:
+    from gnomon.domain.errors import Conflict
+
+    p.target.script = lambda inv: FAIL
+    send(p, "a", 1)
+    drain(p)
+    failed = [
+        r for r in p.run_store.list(definition="orders", after=None, limit=10).items if r.status == "failed"
+    ]
+    assert failed
+    with pytest.raises(Conflict, match="restart"):
+        p.s.runs.retry(failed[0].run_id)

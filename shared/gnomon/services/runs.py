@@ -521,6 +521,14 @@ class Runs:
             rec = self._runs.get(run_id)
             if RunStatus(rec.status) not in RETRYABLE:
                 raise Conflict(f"a {rec.status} run cannot be retried", current=run_view(rec))
+            if rec.doc.get("trigger") == "event":
+                # Its key's stream decides what runs next, in order: a retry beside it would run
+                # the event twice, or out of order.
+                raise Conflict(
+                    "an event run is run again by restarting its key: "
+                    f"POST /v1/operators/{rec.definition}/restart",
+                    current=run_view(rec),
+                )
             if attempt_open(rec):
                 raise Conflict(
                     "the canceled run's attempt is still running; retry once it closes", current=run_view(rec)
