@@ -383,3 +383,17 @@ def test_an_event_run_is_not_retried_beside_its_stream(p: Pipeline) -> None:
     assert failed
     with pytest.raises(Conflict, match="restart"):
         p.s.runs.retry(failed[0].run_id)
+
+
+def test_a_canceled_run_holds_its_key_until_its_attempt_ends(p: Pipeline) -> None:
+    held = p.hold()
+    send(p, "a", 1)
+    send(p, "a", 2)
+    p.deliver_due()
+    [run_id] = list(held)
+    p.s.runs.cancel(run_id, "not needed")  # canceled, but its attempt is still out
+    p.deliver_due()
+    assert [c.input["payload"]["n"] for c in p.target.calls] == [1]
+    p.finish(run_id)  # the attempt ends (its late finish goes into history)
+    assert [c.input["payload"]["n"] for c in p.target.calls] == [1, 2]
+    assert p.run_store.get(run_id).status == "canceled"

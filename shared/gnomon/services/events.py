@@ -44,6 +44,7 @@ from gnomon.domain.runs import RunStatus, retry_delay
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import JSON, CatalogStore, Clock, FiringQueue, RunRecord, RunStore
 from gnomon.ports_events import EventStore, StoredEvent, StreamHead
+from gnomon.services.execute import counts_as_running
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.tick import MAX_DELAY, RETRY_GRACE, new_run_doc, run_message
 
@@ -214,8 +215,9 @@ class Events:
                 except NotFound:
                     self._record_run(head)  # a pump died between the head and the run: repair
                     return head
-                if run.status not in TERMINAL:
-                    return head  # in flight: its close pumps again
+                if run.status not in TERMINAL or counts_as_running(run, now):
+                    # in flight (a canceled run's attempt may still be out): its close pumps again
+                    return head
                 new = settle(
                     head, run.run_id, run.status, run.doc.get("error"), self._max_failures(definition), now
                 )
