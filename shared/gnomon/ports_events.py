@@ -100,6 +100,11 @@ class EventStore(Protocol):
         """The stream's events with seq > `after_seq`, in order, at most `limit`."""
         ...
 
+    def expire(self, definition: str, key: str, seq: int, at: datetime) -> None:
+        """Give a processed event its retention instant (`expires_at`, the TTL attribute);
+        a missing event: no-op. The event id's marker stays (an id is never run twice)."""
+        ...
+
     def busy(self, definition: str, *, limit: int) -> builtins.list[StreamHead]:
         """The definition's heads that are not idle (running or halted), sorted by key."""
         ...

@@ -142,3 +142,14 @@ def test_concurrent_appenders_never_share_a_sequence_number(store: EventStore) -
     assert sorted(r for r in results if isinstance(r, int)) == [1, 2, 3, 4, 5, 6]
     events = store.events("orders", "hot", after_seq=0, limit=10)
     assert sorted(e.event_id for e in events) == [f"e{i}" for i in range(6)]
+
+
+def test_expire_sets_the_retention_of_an_event(store: EventStore) -> None:
+    append(store, "orders", "o-1", "e1")
+    later = datetime(2027, 1, 1, 10, 0, tzinfo=UTC)
+    store.expire("orders", "o-1", 1, later)
+    store.expire("orders", "o-1", 7, later)  # no such event: nothing happens
+    got = store.expires_at("orders", "o-1", 1)  # type: ignore[attr-defined]
+    assert got == later
+    assert store.expires_at("orders", "o-1", 7) is None  # type: ignore[attr-defined]
+    assert store.event("orders", "o-1", 1).event_id == "e1"

@@ -65,7 +65,7 @@ KEYS: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[list[tuple[str, str
         {"busy": ([("busy_def", "HASH"), ("busy_key", "RANGE")], "ALL")},
     ),
 }
-TTL_TABLES = {"RunsTable", "TasksTable", "RequestsTable"}
+TTL_TABLES = {"RunsTable", "TasksTable", "RequestsTable", "EventsTable"}
 
 ENV_VARS = {
     "GNOMON_CATALOG_TABLE": ("table", "CatalogTable"),

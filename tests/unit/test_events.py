@@ -5,6 +5,7 @@ dedup, halt after N failed runs, restart from the failed event, notifications.""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -397,3 +398,15 @@ def test_a_canceled_run_holds_its_key_until_its_attempt_ends(p: Pipeline) -> Non
     p.finish(run_id)  # the attempt ends (its late finish goes into history)
     assert [c.input["payload"]["n"] for c in p.target.calls] == [1, 2]
     assert p.run_store.get(run_id).status == "canceled"
+
+
+def test_processed_events_get_their_retention_pending_ones_do_not(p: Pipeline) -> None:
+    p.target.script = lambda inv: FAIL if inv.input["payload"]["n"] == 2 else Outcome(status="completed")
+    for n in (1, 2, 3):
+        send(p, "a", n)
+    drain(p)
+    store: Any = p.s.events.store
+    assert store.expires_at("orders", "a", 1) is not None
+    assert store.expires_at("orders", "a", 1) >= T0 + timedelta(days=30)
+    assert store.expires_at("orders", "a", 2) is None  # halted on it: kept
+    assert store.expires_at("orders", "a", 3) is None

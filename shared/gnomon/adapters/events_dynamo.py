@@ -12,7 +12,10 @@ Table `GNOMON_EVENTS_TABLE` (the template's `EventsTable`), keys `pk` / `sk`:
   reads: only the keys with work or halted, never every key a definition has seen);
 - its events: the same `pk`, `sk` = "e#<seq, 12 digits>", `event_id`, `doc` — so a stream
   reads in order from its partition;
-- one marker per (definition, event id): `pk` = "i#<definition>#<event_id>", `sk` = "id", `seq`.
+- one marker per (definition, event id): `pk` = "i#<definition>#<event_id>", `sk` = "id", `seq`
+  (kept for good: an id is never run twice);
+- `expires_at` (epoch seconds, the TTL attribute) on an event once the stream moved past it:
+  the definition's `history.retention_days` later. Pending events of a halted key never expire.
 
 An append is ONE TransactWriteItems of three puts: the head at the version read (or absent),
 the event item (absent) and the marker (absent); a cancelled transaction is re-read into
@@ -25,8 +28,9 @@ from __future__ import annotations
 import builtins
 import json
 from dataclasses import replace
+from datetime import datetime
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -65,6 +69,7 @@ class _EventItem(Model):
     last_seq = NumberAttribute(null=True)  # heads
     event_id = UnicodeAttribute(null=True)  # events
     seq = NumberAttribute(null=True)  # markers
+    expires_at = TTLAttribute(null=True)  # processed events (retention)
     busy_def = UnicodeAttribute(null=True)  # heads that are not idle: sparse
     busy_key = UnicodeAttribute(null=True)
     busy = _Busy()
@@ -193,6 +198,23 @@ class DynamoEventStore:
             StoredEvent(definition, key, int(i.sk[2:]), str(i.event_id), json.loads(i.doc or "{}"))
             for i in items
         ]
+
+    def expire(self, definition: str, key: str, seq: int, at: datetime) -> None:
+        m = self._item
+        item = m(_stream_pk(definition, key), _event_sk(seq))
+        try:
+            item.update([m.expires_at.set(at)], condition=m.pk.exists())
+        except UpdateError as e:
+            if e.cause_response_code != _CONDITION_FAILED:
+                raise
+
+    def expires_at(self, definition: str, key: str, seq: int) -> datetime | None:
+        """The retention instant an event was given (for tests)."""
+        try:
+            item = self._item.get(_stream_pk(definition, key), _event_sk(seq), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        return item.expires_at
 
     def busy(self, definition: str, *, limit: int) -> builtins.list[StreamHead]:
         check_limit(limit)

@@ -77,6 +77,7 @@ class MemoryEventStore:
         self._heads: dict[tuple[str, str], tuple[JSON, int]] = {}
         self._events: dict[tuple[str, str], dict[int, tuple[str, JSON]]] = {}
         self._ids: dict[tuple[str, str], int] = {}  # (definition, event_id) → seq
+        self._expiry: dict[tuple[str, str, int], datetime] = {}
 
     def head(self, definition: str, key: str) -> StreamHead:
         with self._lock:
@@ -126,6 +127,18 @@ class MemoryEventStore:
             stream = dict(self._events.get((definition, key), {}))
         seqs = sorted(s for s in stream if s > after_seq)[:limit]
         return [StoredEvent(definition, key, s, stream[s][0], json_copy(stream[s][1])) for s in seqs]
+
+    def expire(self, definition: str, key: str, seq: int, at: datetime) -> None:
+        # TTL deletion is not modelled (moto does not expire items either): the instant is kept.
+        with self._lock:
+            stored = self._events.get((definition, key), {}).get(seq)
+            if stored is not None:
+                self._expiry[(definition, key, seq)] = store_instant(at)
+
+    def expires_at(self, definition: str, key: str, seq: int) -> datetime | None:
+        """The retention instant an event was given (for tests)."""
+        with self._lock:
+            return self._expiry.get((definition, key, seq))
 
     def busy(self, definition: str, *, limit: int) -> builtins.list[StreamHead]:
         check_limit(limit)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -54,6 +54,7 @@ MAX_STEPS = 50
 BUSY_LIMIT = 1000
 """Keys with work or halted that an operator view lists, at most."""
 DEFAULT_MAX_FAILURES = 5
+DEFAULT_RETENTION_DAYS = 30
 Notify = Callable[[str, str, JSON], Any]
 
 
@@ -229,6 +230,8 @@ class Events:
                     continue
                 if saved.halted:
                     self._halted(saved)
+                if saved.done_seq > head.done_seq:  # processed: its event may go after retention
+                    self._expire(definition, key, head.done_seq + 1, now)
                 continue
             run_id = run_id_for(definition, key, head.done_seq + 1, head.runs + 1)
             try:
@@ -293,6 +296,17 @@ class Events:
         except AlreadyExists:
             return
         self._queue.send([run_message(rec.run_id, 1, delay)])
+
+    def _expire(self, definition: str, key: str, seq: int, now: datetime) -> None:
+        try:
+            doc = self._catalog.get("definition", definition).doc
+            days = int((doc.get("history") or {}).get("retention_days", DEFAULT_RETENTION_DAYS))
+        except NotFound:
+            days = DEFAULT_RETENTION_DAYS
+        try:
+            self._store.expire(definition, key, seq, now + timedelta(days=days))
+        except Exception:  # retention is housekeeping: the stream has moved on already
+            log.exception("could not set the retention of event %s/%s/%d", definition, key, seq)
 
     def _halted(self, head: StreamHead) -> None:
         if self._notify is None:
