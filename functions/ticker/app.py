@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -24,6 +25,7 @@ _expiry_cursor: str | None = None  # where the local stack's retention sweep goe
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else (lambda: 60.0)
     report = services().ticker.tick(time_left)
+    _sweep_event_streams()
     if os.environ.get("GNOMON_DEV_AWS_ENDPOINT"):
         _sweep_expired_runs()
     metrics.add_metric("FiringsEnqueued", MetricUnit.Count, report.firings_enqueued)
@@ -32,6 +34,25 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if report.errors:
         logger.warning("tick errors", extra={"errors": report.errors[:20]})
     return asdict(report)
+
+
+_EVENT_SWEEP_EVERY = 60.0  # seconds: the local stack ticks far more often than AWS's once a minute
+_last_event_sweep = -_EVENT_SWEEP_EVERY
+
+
+def _sweep_event_streams() -> None:
+    """At most once a minute: move event streams whose run ended unnoticed (its worker died
+    between closing the run and telling the stream)."""
+    global _last_event_sweep
+    now = time.monotonic()
+    if now - _last_event_sweep < _EVENT_SWEEP_EVERY:
+        return
+    _last_event_sweep = now
+    try:
+        looked = services().events.sweep()
+        metrics.add_metric("EventStreamsSwept", MetricUnit.Count, looked)
+    except Exception:
+        logger.exception("event stream sweep failed")
 
 
 def _sweep_expired_runs() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from gnomon.services.events import is_event_message
 from gnomon.wiring import services
 
 logger = Logger(service="gnomon")
@@ -29,6 +30,10 @@ def _process(record: dict[str, Any]) -> tuple[str | None, Any]:
         body = json.loads(record["body"])
         if not isinstance(body, dict):
             raise ValueError("message body is not a JSON object")
+        if is_event_message(body):  # the event ingestion queue (CONTRACT.md §7)
+            answer = services().events.ingest(body)
+            logger.info("event ingested", extra={"event_id": answer["event_id"], "type": answer["type"]})
+            return None, None
         handled = services().executor.handle(body)
         logger.info(
             "handled",

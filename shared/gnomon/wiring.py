@@ -26,9 +26,12 @@ from gnomon.ports import (
     ScheduleStore,
     TargetInvoker,
 )
+from gnomon.ports_events import EventStore, LifecycleBus, NotificationSender
 from gnomon.services.admin import check_group_quota, group_quota
 from gnomon.services.catalog import Calendars, Definitions
+from gnomon.services.events import Events
 from gnomon.services.execute import Executor
+from gnomon.services.notify import Notifier, PublishingRunStore, PublishingScheduleStore
 from gnomon.services.ops import Ops
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.runs import Runs
@@ -55,6 +58,8 @@ class Services:
     ops: Ops
     stats_store: StatsStore
     stats: Stats
+    events: Events
+    notifier: Notifier
 
 
 def build(
@@ -71,12 +76,23 @@ def build(
     worker_id: str = "worker",
     dlq: DeadLetterQueue | None = None,
     stats_store: StatsStore | None = None,
+    event_store: EventStore | None = None,
+    notification_sender: NotificationSender | None = None,
+    lifecycle_bus: LifecycleBus | None = None,
 ) -> Services:
-    """Wire the use cases over the given adapters."""
+    """Wire the use cases over the given adapters. With a `lifecycle_bus`, every run status
+    change and schedule create/delete/pause/unpause is put on it."""
     if stats_store is None:
         from gnomon.adapters.stats_memory import MemoryStatsStore
 
         stats_store = MemoryStatsStore()
+    if event_store is None:
+        from gnomon.adapters.events_memory import MemoryEventStore
+
+        event_store = MemoryEventStore()
+    if lifecycle_bus is not None:
+        run_store = PublishingRunStore(run_store, lifecycle_bus, clock)
+        schedule_store = PublishingScheduleStore(schedule_store, lifecycle_bus, clock)
     run_store = CountingRunStore(run_store, stats_store, clock)  # every status change is counted
     tokens = PageTokens(token_key)
     definitions = Definitions(catalog, schedule_store, clock, tokens)
@@ -121,6 +137,11 @@ def build(
         run_store, catalog, queue, clock, tokens, executor, schedule_store, retention_days=retention_days
     )
     ops = Ops(run_store, dlq, clock)
+    notifier = Notifier(catalog, notification_sender, clock)
+    events = Events(event_store, catalog, run_store, queue, clock, tokens, notify=notifier.notify)
+    executor.add_close_listener(events.run_closed)  # an event run's end moves its stream
+    executor.attach_notifier(notifier.notify)
+    ticker.attach_notifier(notifier.notify)
     return Services(
         clock,
         catalog,
@@ -138,6 +159,8 @@ def build(
         ops,
         stats_store,
         Stats(stats_store, clock),
+        events,
+        notifier,
     )
 
 
@@ -181,6 +204,7 @@ def services() -> Services:
         DynamoRunStore,
         DynamoScheduleStore,
     )
+    from gnomon.adapters.notify import AwsNotificationSender, bus_from_env
     from gnomon.adapters.sqs import SqsDeadLetterQueue, SqsFiringQueue
     from gnomon.adapters.stats_dynamo import DynamoStatsStore
 
@@ -197,7 +221,22 @@ def services() -> Services:
         worker_id=f"worker-{uuid.uuid4().hex[:12]}",
         dlq=SqsDeadLetterQueue() if os.environ.get("GNOMON_DLQ_URL") else None,
         stats_store=DynamoStatsStore(),
+        event_store=_event_store(),
+        notification_sender=AwsNotificationSender(),
+        lifecycle_bus=bus_from_env(),
     )
+
+
+def _event_store() -> EventStore:
+    """DynamoDB (`GNOMON_EVENTS_TABLE`, which the template always sets); in memory for
+    environments that name no events table (older test set-ups)."""
+    if os.environ.get("GNOMON_EVENTS_TABLE"):
+        from gnomon.adapters.events_dynamo import DynamoEventStore
+
+        return DynamoEventStore()
+    from gnomon.adapters.events_memory import MemoryEventStore
+
+    return MemoryEventStore()
 
 
 class _LazyInvoker:

@@ -31,6 +31,7 @@ TABLE_ENV = {
     "GNOMON_SCHEDULES_TABLE": "SchedulesTable",
     "GNOMON_REQUESTS_TABLE": "RequestsTable",
     "GNOMON_RUNS_TABLE": "RunsTable",
+    "GNOMON_EVENTS_TABLE": "EventsTable",
 }
 
 

@@ -26,7 +26,7 @@ from gnomon.local.template import (
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 FUNCTIONS = ("TickerFunction", "WorkerFunction", "ApiFunction")
-TABLES = ("CatalogTable", "SchedulesTable", "RunsTable", "TasksTable", "RequestsTable")
+TABLES = ("CatalogTable", "SchedulesTable", "RunsTable", "TasksTable", "RequestsTable", "EventsTable")
 
 # The key design other code depends on: table -> (key schema, {index: (key schema, projection)}).
 KEYS: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[list[tuple[str, str]], str]]]] = {
@@ -60,8 +60,12 @@ KEYS: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[list[tuple[str, str
         },
     ),
     "RequestsTable": ([("pk", "HASH")], {}),
+    "EventsTable": (
+        [("pk", "HASH"), ("sk", "RANGE")],
+        {"busy": ([("busy_def", "HASH"), ("busy_key", "RANGE")], "ALL")},
+    ),
 }
-TTL_TABLES = {"RunsTable", "TasksTable", "RequestsTable"}
+TTL_TABLES = {"RunsTable", "TasksTable", "RequestsTable", "EventsTable"}
 
 ENV_VARS = {
     "GNOMON_CATALOG_TABLE": ("table", "CatalogTable"),
@@ -69,6 +73,7 @@ ENV_VARS = {
     "GNOMON_RUNS_TABLE": ("table", "RunsTable"),
     "GNOMON_TASKS_TABLE": ("table", "TasksTable"),
     "GNOMON_REQUESTS_TABLE": ("table", "RequestsTable"),
+    "GNOMON_EVENTS_TABLE": ("table", "EventsTable"),
     "GNOMON_FIRING_QUEUE_URL": ("queue", "FiringQueue"),
     "GNOMON_DLQ_URL": ("queue", "FiringDeadLetterQueue"),
     "GNOMON_DUE_SHARDS": ("parameter", "DueShards"),
@@ -153,7 +158,16 @@ def test_key_design_is_exact(template: dict[str, Any]) -> None:
 
 def test_queues_and_secret(template: dict[str, Any]) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    assert set(queues) == {"FiringQueue", "FiringDeadLetterQueue"}
+    assert set(queues) == {"FiringQueue", "FiringDeadLetterQueue", "EventIngestQueue"}
+    assert queues["EventIngestQueue"]["Properties"]["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["FiringDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    rule = resources(template, "AWS::Events::Rule")["EventIngestRule"]
+    assert rule["Condition"] == "HasEventBus"
+    assert rule["Properties"]["Targets"] == [
+        {"Id": "ingest", "Arn": {"Fn::GetAtt": ["EventIngestQueue", "Arn"]}}
+    ]
     assert all("QueueName" not in q["Properties"] for q in queues.values())
     firing = queues["FiringQueue"]["Properties"]
     assert firing["MessageRetentionPeriod"] == 4 * 86400
@@ -251,13 +265,15 @@ def test_functions_events_and_api(template: dict[str, Any]) -> None:
         "Type": "Schedule",
         "Properties": {"Schedule": "rate(1 minute)"},
     }
-    (sqs_event,) = fns["WorkerFunction"]["events"].values()
-    assert sqs_event["Type"] == "SQS"
-    props = sqs_event["Properties"]
-    assert props["Queue"] == {"Fn::GetAtt": ["FiringQueue", "Arn"]}
-    assert props["BatchSize"] == 10
-    assert props["MaximumBatchingWindowInSeconds"] == 0
-    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    worker_events = fns["WorkerFunction"]["events"]
+    assert set(worker_events) == {"Firings", "Events"}
+    for sqs_event, queue in zip(worker_events.values(), ("FiringQueue", "EventIngestQueue"), strict=True):
+        assert sqs_event["Type"] == "SQS"
+        props = sqs_event["Properties"]
+        assert props["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
+        assert props["BatchSize"] == 10
+        assert props["MaximumBatchingWindowInSeconds"] == 0
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     routes = {
         (e["Properties"]["Method"], e["Properties"]["Path"])
         for e in fns["ApiFunction"]["events"].values()
@@ -350,7 +366,7 @@ def test_create_resources_builds_tables_and_indexes(template: dict[str, Any], aw
 def test_create_resources_builds_queues_and_secret(template: dict[str, Any], aws: None) -> None:
     res = create_resources(template, endpoint_url=None, parameter_overrides={"WorkerTimeout": 300})
     sqs = boto3.client("sqs", region_name="us-east-1")
-    assert set(res.queues) == {"FiringQueue", "FiringDeadLetterQueue"}
+    assert set(res.queues) == {"FiringQueue", "FiringDeadLetterQueue", "EventIngestQueue"}
     attrs = sqs.get_queue_attributes(QueueUrl=res.queues["FiringQueue"], AttributeNames=["All"])["Attributes"]
     assert int(attrs["VisibilityTimeout"]) == 6 * 300
     assert int(attrs["MessageRetentionPeriod"]) == 4 * 86400
@@ -373,7 +389,7 @@ def test_create_resources_is_idempotent(template: dict[str, Any], aws: None) -> 
     second = create_resources(template, endpoint_url=None)
     assert second == first
     assert len(boto3.client("dynamodb").list_tables()["TableNames"]) == len(TABLES)
-    assert len(boto3.client("sqs").list_queues()["QueueUrls"]) == 2
+    assert len(boto3.client("sqs").list_queues()["QueueUrls"]) == 3
     assert len(boto3.client("secretsmanager").list_secrets()["SecretList"]) == 1
     # a changed parameter is applied to the existing queue
     create_resources(template, endpoint_url=None, parameter_overrides={"WorkerTimeout": 60})
@@ -473,7 +489,8 @@ def test_function_environment_is_resolved_to_local_names(
 def test_functions_with_local_resources_resolve_events(template: dict[str, Any], aws: None) -> None:
     res = create_resources(template, endpoint_url=None)
     fns = functions(template, res)
-    (event,) = fns["WorkerFunction"]["events"].values()
+    event, ingest = fns["WorkerFunction"]["events"].values()
     assert event["Properties"]["Queue"] == res.queue_arns["FiringQueue"]
+    assert ingest["Properties"]["Queue"] == res.queue_arns["EventIngestQueue"]
     with pytest.raises(KeyError):
         function_environment(template, "NoSuchFunction", res)

@@ -3,6 +3,7 @@ delivers by visibility time, and a scripted target."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryR
 from gnomon.adapters.memory_queue import MemoryFiringQueue
 from gnomon.domain.model import DefinitionBody, ScheduleCreate
 from gnomon.ports import Invocation, Outcome, RunRecord, RunStore, ScheduleStore
+from gnomon.ports_events import EventStore
 from gnomon.services.common import Caller
 from gnomon.wiring import Services, build
 
@@ -58,6 +60,7 @@ class Pipeline:
         self.target = ScriptedTarget()
         self.schedule_store: ScheduleStore
         self.run_store: RunStore
+        events: EventStore | None = None
         if backend == "dynamo":  # the caller has moto running with the tables in the environment
             from gnomon.adapters.dynamo import (
                 DynamoCatalogStore,
@@ -68,6 +71,10 @@ class Pipeline:
 
             catalog, requests = DynamoCatalogStore(), DynamoRequestLog()
             self.schedule_store, self.run_store = DynamoScheduleStore(), DynamoRunStore()
+            if os.environ.get("GNOMON_EVENTS_TABLE"):
+                from gnomon.adapters.events_dynamo import DynamoEventStore
+
+                events = DynamoEventStore()
         else:
             catalog, requests = MemoryCatalogStore(), MemoryRequestLog()
             self.schedule_store, self.run_store = MemoryScheduleStore(), MemoryRunStore()
@@ -81,6 +88,7 @@ class Pipeline:
             invoker=self.target,
             token_key=b"k",
             horizon_seconds=horizon,
+            event_store=events,
         )
         self.s.executor._sleep = self.clock.sleep  # type: ignore[attr-defined]
         self.pending: list[tuple[datetime, dict[str, Any]]] = []

@@ -11,7 +11,6 @@ import pytest
 from gnomon.adapters.memory_tasks import MemoryTaskStore
 from gnomon.domain.errors import AlreadyDone
 from gnomon.services.execute import TASK_TIMEOUT_MAX, task_id_for
-from gnomon.services.runs import signal_run
 from gnomon.services.tasks import Tasks, merge_inbox
 from tests.unit.pipeline import CALLER, Pipeline
 
@@ -141,7 +140,9 @@ def test_run_signals_reach_the_task_inbox_on_heartbeat() -> None:
     p, tasks = _pipeline()
     _execute(p)
     task = _reserve(tasks)
-    signal_run(p.run_store, "r1", "pause", {"why": "maintenance"}, p.clock.now())
+    p.s.runs.signal("r1", "pause", {"why": "maintenance"})
+    # put into the task's inbox at once, not only at the next heartbeat
+    assert [s["name"] for s in tasks.get(task["task_id"])["inbox"]] == ["pause"]
     p.s.runs.signal("r1", "resume", None)
     beat = tasks.extend_lease(task["task_id"], "w1", 60)
     assert [s["name"] for s in beat["inbox"]] == ["pause", "resume"]
@@ -165,16 +166,65 @@ def test_heartbeat_details_answer_the_run_query() -> None:
     assert p.run_store.get("r1").status == "completed"
 
 
-def test_a_canceled_run_records_its_tasks_late_finish() -> None:
+def test_a_canceled_run_withdraws_its_task_and_refuses_the_late_complete() -> None:
     p, tasks = _pipeline()
     _execute(p)
     task = _reserve(tasks)
     p.s.runs.cancel("r1", "no longer needed")
-    tasks.complete(task["task_id"], "w1", {"ok": True})
+    withdrawn = tasks.get(task["task_id"])
+    assert withdrawn["status"] == "failed" and withdrawn["error"]["code"] == "withdrawn"
+    with pytest.raises(AlreadyDone):  # the worker's next call learns it lost the task
+        tasks.extend_lease(task["task_id"], "w1", 60)
+    with pytest.raises(AlreadyDone):
+        tasks.complete(task["task_id"], "w1", {"ok": True})
     run = p.run_store.get("r1")
-    assert run.status == "canceled"
-    assert any(e["type"] == "late_finish" for e in run.doc["events"])
-    assert not run.doc.get("lease")
+    assert run.status == "canceled" and run.doc["result"] is None
+    assert any(e["type"] == "late_finish" for e in run.doc["events"])  # the withdrawal, in history
+    assert not run.doc.get("lease")  # the attempt is closed: it no longer counts as running
+
+
+@pytest.mark.parametrize("reserved", [True, False])
+def test_a_terminated_run_withdraws_its_task(reserved: bool) -> None:
+    p, tasks = _pipeline()
+    _execute(p)
+    if reserved:
+        _reserve(tasks)
+    p.s.runs.terminate("r1", "stop")
+    assert tasks.reserve(TOPIC, "w2", 60) is None  # never handed out again
+    assert tasks.get(task_id_for("r1", 1))["status"] == "failed"
+    assert p.run_store.get("r1").status == "terminated"
+
+
+def test_signals_to_a_closed_task_run_are_not_pushed() -> None:
+    p, tasks = _pipeline()
+    _execute(p)
+    task = _reserve(tasks)
+    tasks.complete(task["task_id"], "w1", None)
+    from gnomon.domain.errors import AlreadyClosed
+
+    with pytest.raises(AlreadyClosed):
+        p.s.runs.signal("r1", "late", None)
+    assert tasks.get(task["task_id"])["inbox"] == []
+
+
+def test_a_timed_out_attempt_withdraws_its_task_and_the_retry_makes_a_new_one() -> None:
+    p, tasks = _pipeline(timeout_seconds=30)
+    _execute(p)
+    first = tasks.reserve(TOPIC, "w1", 600)  # the worker's lease outlives the run's deadline
+    assert first is not None
+    p.clock.advance(30 + 31)  # the attempt's deadline (timeout + lease grace) passed
+    p.s.ticker.tick()  # the sweep finds the lost attempt
+    p.deliver_due()
+    assert tasks.get(first["task_id"])["error"]["code"] == "withdrawn"
+    with pytest.raises(AlreadyDone):
+        tasks.complete(first["task_id"], "w1", {"late": True})
+    p.clock.advance(10)
+    p.deliver_due()
+    second = _reserve(tasks, "w2")
+    assert second["task_id"] == task_id_for("r1", 2)
+    tasks.complete(second["task_id"], "w2", {"ok": 2})
+    run = p.run_store.get("r1")
+    assert run.status == "completed" and run.doc["result"] == {"ok": 2}
 
 
 def test_a_lapsed_task_lease_fails_the_attempt() -> None:

@@ -413,17 +413,9 @@ class HttpInvoker:
         except (_Invalid, KeyError) as exc:
             return _invalid_target(str(exc))
 
-        # Resolve once; every address must pass the policy; connect only to those addresses.
-        try:
-            addresses = _resolve(target.host, target.port)
-        except OSError as exc:
-            return _failed("dns_error", f"cannot resolve the target host: {exc}", retryable=True)
-        if not addresses:
-            return _failed("dns_error", "the target host has no address", retryable=True)
-        policy = netpolicy.current()
-        for addr in addresses:
-            if why := policy.refusal(addr):
-                return _forbidden(f"target address refused: {why}")
+        addresses = _allowed_addresses(target)
+        if isinstance(addresses, Outcome):
+            return addresses
 
         body = _compact(firing_body(inv))
         headers = {
@@ -451,6 +443,27 @@ class HttpInvoker:
         headers.update(extra)
         headers["Gnomon-Signature"] = sign(inv.signing_secret, int(time.time()), body)
         return self._send(target, addresses, method, headers, body, deadline)
+
+    def post_signed(self, url: str, body: bytes, signing_secret: str, *, timeout: float = 10.0) -> Outcome:
+        """POST `body` (JSON) to `url`, signed like a target request (`Gnomon-Signature`),
+        under the same address policy and pinning: a notification webhook."""
+        deadline = time.monotonic() + timeout
+        try:
+            target = _Target(url)
+        except _Refused as exc:
+            return _forbidden(str(exc))
+        except _Invalid as exc:
+            return _invalid_target(str(exc))
+        addresses = _allowed_addresses(target)
+        if isinstance(addresses, Outcome):
+            return addresses
+        headers = {
+            "Host": target.host_header,
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Gnomon-Signature": sign(signing_secret, int(time.time()), body),
+        }
+        return self._send(target, addresses, "POST", headers, body, deadline)
 
     def _definition_headers(self, given: dict[str, Any]) -> dict[str, str]:
         """The definition's headers, secrets resolved; gnomon's own headers cannot be replaced."""
@@ -563,6 +576,22 @@ class HttpInvoker:
             retryable=retryable,
             retry_after=_retry_after(response.headers.get("Retry-After")) if retryable else None,
         )
+
+
+def _allowed_addresses(target: _Target) -> list[netpolicy.IPAddress] | Outcome:
+    """Resolve once; every address must pass the policy; connect only to those addresses.
+    An `Outcome` when the target cannot be reached or is refused."""
+    try:
+        addresses = _resolve(target.host, target.port)
+    except OSError as exc:
+        return _failed("dns_error", f"cannot resolve the target host: {exc}", retryable=True)
+    if not addresses:
+        return _failed("dns_error", "the target host has no address", retryable=True)
+    policy = netpolicy.current()
+    for addr in addresses:
+        if why := policy.refusal(addr):
+            return _forbidden(f"target address refused: {why}")
+    return addresses
 
 
 def _reason(exc: BaseException) -> str:

@@ -493,3 +493,10 @@ app.include_router(tasks_router)
 from gnomon.api.runs_control import router as runs_control_router  # noqa: E402
 
 app.include_router(runs_control_router)
+
+
+# --- events and operators (CONTRACT.md §7) ------------------------------------------------------
+
+from gnomon.api.events import router as events_router  # noqa: E402
+
+app.include_router(events_router)

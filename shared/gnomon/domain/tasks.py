@@ -47,15 +47,15 @@ DONE = frozenset({TaskStatus.completed, TaskStatus.failed})
 
 # Allowed transitions, as data: every change goes through `check_transition`.
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.ready: frozenset({TaskStatus.leased}),  # reserve
-    TaskStatus.snoozed: frozenset({TaskStatus.ready}),  # not_before reached
+    TaskStatus.ready: frozenset({TaskStatus.leased, TaskStatus.failed}),  # reserve, withdraw
+    TaskStatus.snoozed: frozenset({TaskStatus.ready, TaskStatus.failed}),  # not_before reached, withdraw
     TaskStatus.leased: frozenset(
         {
             TaskStatus.leased,  # extend
             TaskStatus.completed,  # complete
             TaskStatus.ready,  # fail with attempts left, release, revoke, lease lapsed
             TaskStatus.snoozed,  # snooze, fail with a retry backoff
-            TaskStatus.failed,  # fail or lapse with attempts exhausted
+            TaskStatus.failed,  # fail or lapse with attempts exhausted, withdraw
         }
     ),
     TaskStatus.completed: frozenset(),
@@ -277,6 +277,14 @@ def fail(task: Task, now: datetime, error: Any, *, retry_delay_seconds: float = 
             ready_since=until,
         )
     return _moved(task, TaskStatus.ready, now, attempts=attempts, lease=None, error=error, ready_since=now)
+
+
+def withdraw(task: Task, now: datetime, reason: str) -> Task:
+    """The run attempt this task stands for ended otherwise (canceled, terminated, timed out):
+    `failed` with error `withdrawn` at once, whatever its state — no longer reservable, and
+    its lease holder's next call is refused (`already_done`). No attempt is counted."""
+    error = {"code": "withdrawn", "message": reason, "details": None}
+    return _moved(task, TaskStatus.failed, now, lease=None, error=error, ready_since=None)
 
 
 def snooze(task: Task, now: datetime, delay_seconds: float) -> Task:

@@ -24,6 +24,7 @@ not tracked, as Temporal does not track them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from gnomon.domain.errors import AlreadyClosed, AlreadyExists, Conflict, NotFound
+from gnomon.domain.errors import AlreadyClosed, AlreadyDone, AlreadyExists, Conflict, NotFound
 from gnomon.domain.model import TASK_TIMEOUT_MAX
 from gnomon.domain.runs import (
     RunStatus,
@@ -107,6 +108,10 @@ class TaskCreator(Protocol):
         task_id: str | None = None,
         run_id: str | None = None,
     ) -> tuple[int, JSON]: ...
+
+    def withdraw(self, task_id: str, reason: str) -> JSON: ...
+
+    def signal(self, task_id: str, signal: Any) -> JSON: ...
 
 
 def task_id_for(run_id: str, attempt: int) -> str:
@@ -254,6 +259,25 @@ class Executor:
         self._retention = retention_days
         self._sleep = sleep
         self._tasks = tasks
+        self._close_listeners: list[Callable[[RunRecord], None]] = []
+        self._notify: Callable[[str, str, JSON], Any] | None = None
+
+    def add_close_listener(self, listener: Callable[[RunRecord], None]) -> None:
+        """Call `listener(run)` whenever a run's last attempt closed (or a run no longer counts
+        as running): event streams move on. May be called more than once for a run."""
+        self._close_listeners.append(listener)
+
+    def attach_notifier(self, notify: Callable[[str, str, JSON], Any]) -> None:
+        """`notify(definition, event, details)` fires a definition's notifications (`failed`,
+        `paused_on_failure`); it never raises."""
+        self._notify = notify
+
+    def _notify_definition(self, definition: str, event: str, details: JSON) -> None:
+        if self._notify is not None:
+            try:
+                self._notify(definition, event, details)
+            except Exception:  # a notification never fails the run
+                logging.getLogger("gnomon.execute").exception("notification %s failed", event)
 
     def attach_tasks(self, tasks: TaskCreator) -> None:
         """The task use cases that `task` targets create their tasks with."""
@@ -607,7 +631,9 @@ class Executor:
         except NotFound:
             definition = {"retry": {"max_attempts": 1}}
         outcome = Outcome(status="timed_out", error=dict(LOST_ATTEMPT))
-        return self._close(run, outcome, definition, self._schedule_doc(run))
+        handled = self._close(run, outcome, definition, self._schedule_doc(run))
+        self.withdraw_task(run)  # a `task` target's attempt timed out: its task is withdrawn
+        return handled
 
     def finish(self, run: RunRecord, outcome: Outcome) -> Handled:
         """Close the current attempt of a running run with an outcome reported from outside
@@ -744,7 +770,13 @@ class Executor:
 
     def _release(self, run: RunRecord) -> None:
         """A run of a schedule closed its last attempt: it no longer counts as running; the
-        oldest waiting run may start, and a schedule that deletes itself may be done."""
+        oldest waiting run may start, and a schedule that deletes itself may be done. The close
+        listeners hear of it first (an event run's stream moves on)."""
+        for listener in self._close_listeners:
+            try:
+                listener(run)
+            except Exception:  # a listener's failure never fails the run's close
+                logging.getLogger("gnomon.execute").exception("close listener failed for %s", run.run_id)
         if run.schedule_id is None:
             return
         _, sched = self._ledger(run.schedule_id, run.doc.get("generation"), release=run.run_id)
@@ -844,9 +876,11 @@ class Executor:
                 self._schedules.update(
                     schedule_record(rec, doc, schedule_cursor(rec)), expected_version=rec.version
                 )
-                return
             except Conflict:
                 continue
+            details = {**_failure_details(run), "note": new_state["note"]}
+            self._notify_definition(run.definition, "paused_on_failure", details)
+            return
 
     # -- invoking and closing -------------------------------------------------------------------
 
@@ -952,6 +986,27 @@ class Executor:
                 return
             except Conflict:
                 continue
+
+    def withdraw_task(self, run: RunRecord) -> None:
+        """A `task` target's run whose attempt ended otherwise (canceled, terminated, timed
+        out): that attempt's task is withdrawn — no longer reservable, its worker refused from
+        its next call on; what the worker reports late stays in the run's history only."""
+        task_id = run.doc.get("task_id")
+        if not task_id:
+            return
+        with contextlib.suppress(NotFound):
+            self._task_service().withdraw(str(task_id), f"the run's attempt ended: {run.status}")
+
+    def signal_task(self, run: RunRecord, signal: JSON) -> None:
+        """A signal to a running `task` target's run goes into its task's inbox at once (the
+        worker sees it with its next extend-lease answer). A task already closed takes none."""
+        task_id = run.doc.get("task_id")
+        if not task_id or run.status != RunStatus.running.value:
+            return
+        if task_id != task_id_for(run.run_id, int(run.doc.get("attempt", 0))):
+            return
+        with contextlib.suppress(NotFound, AlreadyDone):
+            self._task_service().signal(str(task_id), signal)
 
     def run_inbox(self, run_id: str) -> list[JSON]:
         """The signals of a run (its `inbox`), for the worker of its task; none for a closed or
@@ -1076,11 +1131,24 @@ class Executor:
         """After a run's last attempt closed: pause_on_failure first (so a buffered firing the
         release would start meets a paused schedule), then leave the overlap ledger."""
         if run.status in (RunStatus.failed.value, RunStatus.timed_out.value):
+            self._notify_definition(run.definition, "failed", _failure_details(run))
             self._pause_on_failure(run)
         self._release(run)
 
 
 # -- run document helpers ---------------------------------------------------------------------
+
+
+def _failure_details(run: RunRecord) -> JSON:
+    """What a `failed` or `paused_on_failure` notification says about the run."""
+    return {
+        "run_id": run.run_id,
+        "schedule_id": run.schedule_id,
+        "status": run.status,
+        "attempt": run.doc.get("attempt"),
+        "nominal_time": run.doc.get("nominal_time"),
+        "error": run.doc.get("error"),
+    }
 
 
 def _timeout(definition: JSON, sched_doc: JSON | None) -> int:

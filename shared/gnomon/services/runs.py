@@ -521,6 +521,14 @@ class Runs:
             rec = self._runs.get(run_id)
             if RunStatus(rec.status) not in RETRYABLE:
                 raise Conflict(f"a {rec.status} run cannot be retried", current=run_view(rec))
+            if rec.doc.get("trigger") == "event":
+                # Its key's stream decides what runs next, in order: a retry beside it would run
+                # the event twice, or out of order.
+                raise Conflict(
+                    "an event run is run again by restarting its key: "
+                    f"POST /v1/operators/{rec.definition}/restart",
+                    current=run_view(rec),
+                )
             if attempt_open(rec):
                 raise Conflict(
                     "the canceled run's attempt is still running; retry once it closes", current=run_view(rec)
@@ -597,20 +605,33 @@ class Runs:
     def cancel(self, run_id: str, reason: str | None, caller: Caller | None = None) -> JSON:
         """`POST /v1/runs/{id}/cancel`."""
         retention = self._retention_of(self._runs.get(run_id).definition)
-        return run_view(
-            cancel_run(self._runs, run_id, reason, self._clock.now(), retention_days=retention, by=caller)
-        )
+        rec = cancel_run(self._runs, run_id, reason, self._clock.now(), retention_days=retention, by=caller)
+        self._stopped(rec)
+        return run_view(rec)
 
     def terminate(self, run_id: str, reason: str | None, caller: Caller | None = None) -> JSON:
         """`POST /v1/runs/{id}/terminate`."""
         retention = self._retention_of(self._runs.get(run_id).definition)
-        return run_view(
-            terminate_run(self._runs, run_id, reason, self._clock.now(), retention_days=retention, by=caller)
+        rec = terminate_run(
+            self._runs, run_id, reason, self._clock.now(), retention_days=retention, by=caller
         )
+        self._stopped(rec)
+        return run_view(rec)
+
+    def _stopped(self, rec: RunRecord) -> None:
+        """After a cancel or terminate: the worker's bookkeeping of a run that may have closed
+        (overlap ledger, event stream) and, for a `task` target, its task withdrawn."""
+        self._executor.withdraw_task(rec)
+        self._executor.run_closed(rec.run_id)
 
     def signal(self, run_id: str, name: str, payload: Any) -> JSON:
-        """`POST /v1/runs/{id}/signal`: answers the run with its inbox."""
-        return run_view(signal_run(self._runs, run_id, name, payload, self._clock.now()))
+        """`POST /v1/runs/{id}/signal`: answers the run with its inbox. For a running `task`
+        target, the signal is put into its task's inbox at once too."""
+        rec = signal_run(self._runs, run_id, name, payload, self._clock.now())
+        inbox = rec.doc.get("inbox") or []
+        if inbox:
+            self._executor.signal_task(rec, inbox[-1])
+        return run_view(rec)
 
     def query(self, run_id: str, name: str, args: Any) -> JSON:
         """`POST /v1/runs/{id}/query`: the latest heartbeat details, whatever the query's name."""

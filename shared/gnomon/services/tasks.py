@@ -49,6 +49,7 @@ from gnomon.domain.tasks import fail as _fail
 from gnomon.domain.tasks import release as _release
 from gnomon.domain.tasks import reserve as _reserve
 from gnomon.domain.tasks import snooze as _snooze
+from gnomon.domain.tasks import withdraw as _withdraw
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import JSON, Clock
 from gnomon.ports_tasks import TaskRecord, TaskStore
@@ -531,6 +532,28 @@ class Tasks:
                 current=task_view(effective(task_of(current), self.now(), self.skew), _stamp_of(current)),
             ) from None
         return task_view(task_of(saved), _stamp_of(saved))
+
+    def withdraw(self, task_id: str, reason: str) -> JSON:
+        """Withdraw a task whose run attempt ended otherwise (cancel, terminate, timeout):
+        `failed` (`withdrawn`) at once, so no worker reserves it and its holder is refused from
+        its next call on. A task already closed is answered as it is."""
+        for _ in range(_CHANGE_ATTEMPTS):
+            rec = self._store.get(task_id)
+            now = self.now()
+            task = effective(task_of(rec), now, self.skew)
+            if task.status in DONE:
+                return task_view(task, _stamp_of(rec))
+            new = _withdraw(task, now, reason)
+            try:
+                saved = self._store.update(
+                    record_of(new, _stamp_of(rec), now + self._retention), expected_version=rec.record_version
+                )
+            except Conflict:
+                continue
+            view = task_view(task_of(saved), _stamp_of(saved))
+            self._report_closed(view)
+            return view
+        raise Conflict(f"task/{task_id} kept changing; try again", current=None)
 
     def signal(self, task_id: str, signal: Any) -> JSON:
         """Append a signal to the task's inbox (the worker gets it with its next extend-lease).

@@ -96,6 +96,12 @@ class Ticker:
         self._clock = clock
         self._compile = compile
         self.horizon = timedelta(seconds=min(max(horizon_seconds, 1.0), MAX_DELAY))
+        self._notify: Callable[[str, str, JSON], Any] | None = None
+
+    def attach_notifier(self, notify: Callable[[str, str, JSON], Any]) -> None:
+        """`notify(definition, event, details)`: the `missed` notifications of a definition
+        (firings that fell outside a schedule's catch-up window); it never raises."""
+        self._notify = notify
 
     def tick(self, time_left: Callable[[], float] = lambda: math.inf, *, reserve: float = 5.0) -> TickReport:
         """One pass over every shard of the due index and the active-run index, stopping early
@@ -232,6 +238,14 @@ class Ticker:
                     self._runs.create(run)
             self._schedules.add_counters(rec.schedule_id, {"missed_catchup_window": missed})
             report.missed += missed
+            if self._notify is not None:
+                details = {
+                    "schedule_id": rec.schedule_id,
+                    "missed": missed,
+                    "nominal_times": [r.doc["nominal_time"] for r in missed_runs[:100]],
+                }
+                with contextlib.suppress(Exception):  # a notification never fails the tick
+                    self._notify(rec.definition, "missed", details)
         if skipped_paused:
             self._schedules.add_counters(rec.schedule_id, {"skipped_paused": skipped_paused})
         return sum(1 for m in messages if m.body.get("kind") == "firing")
