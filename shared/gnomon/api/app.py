@@ -23,6 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import Field
 
 from gnomon import __version__
+from gnomon.api.access import enforce_groups
 from gnomon.api.admin import router as admin_router
 from gnomon.api.common import caller, mutate, query_time
 from gnomon.api.errors import document_errors, error_response, json_response, logger, validation_error
@@ -112,7 +113,7 @@ def _unknown_query(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
     return next_middleware(app)
 
 
-app.use(middlewares=[_unknown_query])
+app.use(middlewares=[_unknown_query, enforce_groups])
 
 
 def _edge_checks(event: dict[str, Any]) -> GnomonError | None:
