@@ -357,3 +357,53 @@ def test_signing_secret_only_in_the_create_answer(admin: ApiClient) -> None:
         assert secret not in json.dumps(answer.body), answer.body
     assert "signing_secret" not in admin.get("/v1/definitions/job").body
     assert "signing_secret" not in replaced.body
+
+
+# --- times and query filters (found by fuzzing) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "0171-08-16T21:40:50-18:12",  # was a 500: a 3-digit year written back unparseable
+        "0001-01-01T00:00:00+18:00",  # before year 1 in UTC: overflow
+        "9999-12-31T23:59:59-18:00",  # after 9999 in UTC: overflow
+        "1969-12-31T23:59:59Z",
+        "9000-01-01T00:00:00Z",
+    ],
+)
+def test_times_out_of_range_are_422(admin: ApiClient, when: str) -> None:
+    assert invalid(admin.post("/v1/tasks", {"topic": "t", "not_before": when}), "not_before"), when
+    spec = {"cron": ["0 0 1 1 *"], "start_at": when}
+    assert invalid(admin.post("/v1/schedules/preview", {"spec": spec, "start": when, "count": 1}), "start")
+    answer = admin.get(f"/v1/runs?from={when.replace('+', '%2B')}")
+    assert invalid(answer, "query.from"), answer.body
+
+
+def test_times_are_written_with_four_digit_years() -> None:
+    from datetime import UTC, datetime
+
+    from gnomon.domain.timefmt import fmt, parse
+
+    t = datetime(171, 8, 17, 15, 52, 50, tzinfo=UTC)
+    assert fmt(t) == "0171-08-17T15:52:50Z"
+    assert parse(fmt(t)) == t
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/tasks?topic=",
+        "/v1/leases?topic=",
+        "/v1/schedules?group=",
+        "/v1/schedules?definition=",
+        "/v1/runs?schedule=",
+        "/v1/tasks?task_group_id=",
+        "/v1/schedules?tag=a%20b",
+        "/v1/stats?definition=%2F",
+    ],
+)
+def test_empty_or_malformed_name_filters_are_422(admin: ApiClient, query: str) -> None:
+    name = query.split("?")[1].split("=")[0]
+    answer = admin.get(query)
+    assert invalid(answer, f"query.{name}"), (query, answer.status, answer.body)
