@@ -311,6 +311,14 @@ def test_http_api_routes_need_iam_or_jwt(template: dict[str, Any]) -> None:
     integration = res["ApiIntegration"]["Properties"]
     assert integration["IntegrationUri"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
     assert integration["PayloadFormatVersion"] == "2.0"
+    # per-group authorization reads caller tags in this account only
+    tag_reads = [
+        st
+        for st in _statements(template, "ApiFunction")
+        if set(_as_list(st["Action"])) == {"iam:ListRoleTags", "iam:ListUserTags"}
+    ]
+    assert len(tag_reads) == 1
+    assert all("${AWS::AccountId}" in r["Fn::Sub"] for r in tag_reads[0]["Resource"])
     permission = res["ApiInvokePermission"]["Properties"]
     assert permission["FunctionName"] == {"Ref": "ApiFunction"}
     assert "${HttpApi}" in permission["SourceArn"]["Fn::Sub"]
