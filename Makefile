@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
+# Security scanners live in their own virtualenv: checkov pulls many dependencies that must not
+# pin the project's own (aws-sam-translator gives cfn-lint the real SAM transform).
+SCAN := .venv-scan
+SCAN_STAMP := $(SCAN)/.installed
+SCAN_TOOLS := 'checkov>=3.2' 'bandit>=1.8' 'pip-audit>=2.7' 'cfn-lint>=1.0' 'aws-sam-translator>=1.90'
 
-.PHONY: dev test lint types unit bench package clean
+.PHONY: dev test lint scan types unit bench package clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,12 +20,27 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+$(SCAN_STAMP): Makefile
+	test -x $(SCAN)/bin/python || $(PY) -m venv $(SCAN)
+	$(SCAN)/bin/pip install -q --upgrade pip
+	$(SCAN)/bin/pip install -q $(SCAN_TOOLS)
+	touch $(SCAN_STAMP)
+
 dev: $(STAMP)
 	exec $(BIN)/gnomon dev --port $(PORT)
 
-lint: $(STAMP)
+lint: $(STAMP) scan
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# cfn-lint (with the SAM transform) and checkov on the template (suppressions are justified in
+# the template's Metadata.checkov), bandit on the code (.bandit.yaml), pip-audit on the
+# dependencies (skipped, visibly, when its vulnerability service does not answer).
+scan: $(STAMP) $(SCAN_STAMP)
+	$(SCAN)/bin/cfn-lint template.yaml
+	BC_SKIP_MAPPING=TRUE $(SCAN)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
+	$(SCAN)/bin/bandit -q -c .bandit.yaml -r shared functions
+	$(SCAN)/bin/python .ci/pip_audit.py $(BIN)/python $(SCAN)/bin/pip-audit
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -39,4 +59,4 @@ package: $(STAMP)
 	PATH="$$(pyenv prefix 3.12 2>/dev/null)/bin:$$PATH" sam build --template template.yaml
 
 clean:
-	rm -rf $(VENV) .aws-sam
+	rm -rf $(VENV) $(SCAN) .aws-sam

@@ -267,7 +267,7 @@ class Client:
         if retry_after is not None:
             return min(retry_after, 60.0)
         base = min(self._backoff * 2.0**attempt, self._max_backoff)
-        return base / 2 + random.uniform(0, base / 2)  # jitter: many clients do not retry in step
+        return base / 2 + random.uniform(0, base / 2)  # nosec B311 # jitter: clients do not retry in step
 
     @staticmethod
     def _answer(resp: httpx.Response) -> Any:

@@ -152,7 +152,7 @@ def _connection() -> Connection:
 
 
 def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+    time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))  # nosec B311 # retry jitter
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -19,12 +20,13 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from gnomon import __version__
+from gnomon.api.access import enforce_groups
 from gnomon.api.admin import router as admin_router
 from gnomon.api.common import caller, mutate, query_time
-from gnomon.api.errors import error_response, json_response, logger, validation_error
+from gnomon.api.errors import document_errors, error_response, json_response, logger, validation_error
 from gnomon.domain.errors import (
     BadRequest,
     GnomonError,
@@ -35,6 +37,8 @@ from gnomon.domain.errors import (
     UnsupportedMediaType,
 )
 from gnomon.domain.model import (
+    ID_RE,
+    NAME_RE,
     DefinitionBody,
     DefinitionReplace,
     Doc64,
@@ -46,6 +50,7 @@ from gnomon.domain.model import (
     ScheduleCreate,
     ScheduleUpdate,
 )
+from gnomon.domain.timefmt import Instant
 from gnomon.ports import Outcome
 from gnomon.services.common import Caller, page_size
 from gnomon.wiring import configure_network_policy, services
@@ -84,18 +89,31 @@ def _not_found(exc: NotFoundError) -> Response:
     return error_response(NotFound(f"route/{method} {path}", f"no route for {method} {path}"))
 
 
+# Query filters that name a resource: checked here, so an empty or malformed value is a 422 and
+# never reaches a store (DynamoDB refuses an empty key value with a 500-shaped error).
+_NAME_QUERY = frozenset({"group", "definition", "schedule", "topic", "sub_topic", "tag"})
+_ID_QUERY = frozenset({"task_group_id", "run_id"})
+_NAME_FORMAT = re.compile(NAME_RE)
+_ID_FORMAT = re.compile(ID_RE)
+
+
 def _unknown_query(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
-    """Unknown query parameters are 422 (a typo is never silently dropped)."""
+    """Unknown query parameters are 422 (a typo is never silently dropped), and so are resource
+    names and ids in the query that could never exist."""
     route = app.context.get("_route")
     if route is not None:
         known = {p.alias or p.name for p in route.dependant.query_params}
-        for name in app.current_event.query_string_parameters or {}:
+        for name, value in (app.current_event.query_string_parameters or {}).items():
             if name not in known:
                 raise InvalidArgument(f"query.{name}", "unknown query parameter")
+            if name in _NAME_QUERY and not _NAME_FORMAT.match(value):
+                raise InvalidArgument(f"query.{name}", f"must match {NAME_RE}")
+            if name in _ID_QUERY and not _ID_FORMAT.match(value):
+                raise InvalidArgument(f"query.{name}", f"must match {ID_RE}")
     return next_middleware(app)
 
 
-app.use(middlewares=[_unknown_query])
+app.use(middlewares=[_unknown_query, enforce_groups])
 
 
 def _edge_checks(event: dict[str, Any]) -> GnomonError | None:
@@ -179,8 +197,8 @@ def health():
 
 @app.get("/v1/openapi.json", summary="The OpenAPI 3.1 document of this API", tags=["meta"])
 def openapi():
-    doc = app.get_openapi_json_schema(title="gnomon", version=__version__)
-    return Response(status_code=200, content_type="application/json", body=doc)
+    doc = document_errors(json.loads(app.get_openapi_json_schema(title="gnomon", version=__version__)))
+    return json_response(200, doc)
 
 
 # --- definitions --------------------------------------------------------------------------------
@@ -234,7 +252,7 @@ def definition_versions(name: str, page_size_: PageSize = None, page_token: Page
 
 class PauseRequest(Mutation):
     note: str | None = Field(None, max_length=4096, description='default "paused"')
-    until: AwareDatetime | None = Field(None, description="unpause by itself then (catch_up none)")
+    until: Instant | None = Field(None, description="unpause by itself then (catch_up none)")
 
 
 class UnpauseRequest(Mutation):
@@ -457,8 +475,8 @@ def lateness_metrics(
 
 
 class BackfillBody(Mutation):
-    start: AwareDatetime
-    end: AwareDatetime = Field(description="inclusive")
+    start: Instant
+    end: Instant = Field(description="inclusive")
     overlap: OverlapPolicy | None = Field(None, description="default the schedule's policy")
     dry_run: bool = False
 

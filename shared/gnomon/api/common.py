@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from gnomon.api.errors import json_response
 from gnomon.domain.errors import InvalidArgument
 from gnomon.domain.model import Mutation
+from gnomon.domain.timefmt import EARLIEST, LATEST
 from gnomon.domain.timefmt import parse as parse_time
 from gnomon.services.common import Caller
 from gnomon.services.idempotency import run_once
@@ -50,6 +51,9 @@ def query_time(name: str, raw: str | None, *, required: bool = False) -> datetim
             raise InvalidArgument(f"query.{name}", "required: an RFC 3339 time with an offset")
         return None
     try:
-        return parse_time(raw)
+        t = parse_time(raw)
     except ValueError as exc:
         raise InvalidArgument(f"query.{name}", str(exc)) from None
+    if not EARLIEST <= t < LATEST:
+        raise InvalidArgument(f"query.{name}", "the time must lie between 1970-01-01 and 9000-01-01")
+    return t

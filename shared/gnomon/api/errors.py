@@ -66,3 +66,75 @@ def validation_error(exc: RequestValidationError) -> GnomonError:
     if not details:
         details = [{"field": "body", "message": "invalid request"}]
     return InvalidArgument.many(details)
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "description": "Every error gnomon answers (CONTRACT.md §3).",
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {
+                    "description": "an object; for invalid_argument a list of {field, message}",
+                    "anyOf": [
+                        {"type": "object"},
+                        {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["field", "message"],
+                                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                            },
+                        },
+                    ],
+                },
+            },
+        }
+    },
+}
+
+
+ERROR_STATUSES = {
+    "400": "bad_request, invalid_page_token",
+    "403": "forbidden",
+    "404": "not_found",
+    "405": "method_not_allowed",
+    "409": "already_exists, conflict, already_closed, already_done, wrong_owner, lease_expired, in_use",
+    "413": "payload_too_large",
+    "415": "unsupported_media_type",
+    "422": "invalid_argument",
+    "429": "rate_limited",
+}
+NO_CONTENT = ("/reserve",)  # besides every DELETE: 204 when nothing is ready
+
+
+def document_errors(doc: dict[str, Any]) -> dict[str, Any]:
+    """The generated OpenAPI document, with the statuses and error shape gnomon really answers:
+    Powertools documents every success as 200 and its own 422 body (`HTTPValidationError`), which
+    the exception handlers replace with the contract's `Error`."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["Error"] = ERROR_SCHEMA
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            ok = responses.get("200", {"description": "Successful Response"})
+            if method == "delete":
+                responses.pop("200", None)
+            if method == "delete" or path.endswith(NO_CONTENT):
+                responses["204"] = {"description": "No Content"}
+            if method == "post":  # creates answer 201, replays 200
+                responses["201"] = {**ok, "description": "Created"}
+            for status, codes in ERROR_STATUSES.items():
+                responses[status] = {"description": codes, "content": error}
+    return doc

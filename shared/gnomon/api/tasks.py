@@ -17,12 +17,13 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from gnomon.api.common import caller, mutate, query_time
 from gnomon.api.errors import json_response
 from gnomon.domain.model import Doc64, Id, Mutation, Name
 from gnomon.domain.tasks import DEFAULT_MAX_ATTEMPTS, MAX_LEASE_SECONDS
+from gnomon.domain.timefmt import Instant
 from gnomon.services.common import Caller, page_size
 from gnomon.services.tasks import Tasks, tasks_service
 
@@ -50,7 +51,7 @@ class TaskCreate(Mutation):
     sub_topic: Name | None = None
     task_group_id: Id | None = None
     max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
-    not_before: AwareDatetime | None = Field(None, description="snoozed until then")
+    not_before: Instant | None = Field(None, description="snoozed until then")
     task_id: Id | None = Field(None, description="generated when omitted")
 
 

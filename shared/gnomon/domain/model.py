@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,6 +24,7 @@ from pydantic import (
 
 from gnomon.domain.netpolicy import check_url_literal
 from gnomon.domain.spec import Spec
+from gnomon.domain.timefmt import Instant
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
@@ -324,13 +324,13 @@ class Policies(Strict):
 class ScheduleState(Strict):
     paused: bool = False
     note: str = Field("", max_length=4096)
-    paused_until: AwareDatetime | None = None
+    paused_until: Instant | None = None
     remaining_actions: int | None = Field(None, ge=0)
 
 
 class BackfillRequest(Strict):
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     overlap: OverlapPolicy | None = None
 
 
@@ -378,6 +378,6 @@ class ScheduleUpdate(Mutation):
 
 class PreviewRequest(Strict):
     spec: Spec
-    start: AwareDatetime
+    start: Instant
     count: int = Field(ge=1, le=1000)
-    end: AwareDatetime | None = None
+    end: Instant | None = None

@@ -76,7 +76,8 @@ def _unwrap(addr: IPAddress) -> IPAddress:
 def literal_address(host: str) -> IPAddress | None:
     """The address a host names literally — in any spelling `inet_aton` accepts (`2130706433`,
     `0177.0.0.1`, `0x7f.1`, `127.1`) or IPv6 — or None for a DNS name."""
-    host = host.strip("[]")
+    # A trailing dot (a fully qualified name) resolves to the same address: `169.254.169.254.`
+    host = host.strip("[]").rstrip(".")
     try:
         return ipaddress.ip_address(host.split("%")[0])
     except ValueError:

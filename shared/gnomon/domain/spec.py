@@ -26,7 +26,6 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -47,7 +46,7 @@ from gnomon.domain.cron import (
     parse_field,
 )
 from gnomon.domain.errors import InvalidArgument
-from gnomon.domain.timefmt import EPOCH, fmt
+from gnomon.domain.timefmt import EPOCH, Instant, fmt
 
 __all__ = [
     "Calendar",
@@ -158,12 +157,12 @@ class Spec(BaseModel):
     cron: list[StrictStr] = Field(default_factory=list)
     intervals: list[Interval] = Field(default_factory=list)
     calendars: list[Calendar] = Field(default_factory=list)
-    at: list[AwareDatetime] = Field(default_factory=list)
+    at: list[Instant] = Field(default_factory=list)
     exclude_calendars: list[Calendar] = Field(default_factory=list)
     exclude_calendar_refs: list[StrictStr] = Field(default_factory=list)
     timezone: StrictStr = "UTC"
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
+    start_at: Instant | None = None
+    end_at: Instant | None = None
     jitter_seconds: StrictInt = Field(default=0, ge=0)
     dst: DstPolicy | None = None
 

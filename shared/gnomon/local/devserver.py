@@ -29,7 +29,7 @@ import math
 import os
 import select
 import signal
-import subprocess
+import subprocess  # nosec B404 # starts its own moto host with a fixed argv
 import sys
 import threading
 import time
@@ -54,11 +54,14 @@ LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 API_FUNCTION, TICKER_FUNCTION, WORKER_FUNCTION = "ApiFunction", "TickerFunction", "WorkerFunction"
 FIRING_QUEUE = "FiringQueue"
+_ALL_INTERFACES = "0.0.0.0"  # nosec B104 # only compared with --host, to print a usable address
+# moto accepts any credentials; these keep a real profile from ever being used locally.
+_MOTO_CREDENTIAL = "testing"
 FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_ACCESS_KEY_ID": _MOTO_CREDENTIAL,
+    "AWS_SECRET_ACCESS_KEY": _MOTO_CREDENTIAL,
+    "AWS_SESSION_TOKEN": _MOTO_CREDENTIAL,
+    "AWS_SECURITY_TOKEN": _MOTO_CREDENTIAL,
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
     "AWS_EC2_METADATA_DISABLED": "true",
@@ -494,7 +497,7 @@ class MotoHost:
         cmd = [sys.executable, "-m", "gnomon.local.devserver", "--moto-host", "--log-level", self.log_level]
         if self.state_dir is not None:
             cmd += ["--state-dir", str(self.state_dir)]
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # nosec B603 # fixed argv: this interpreter, this module
             cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -667,6 +670,13 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...) goes to the API too, which answers 405 in the
+        # contract's shape instead of the base class's HTML 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
 
 # --- the stack ------------------------------------------------------------------------------
 
@@ -789,7 +799,7 @@ class DevStack:
         # 3. HTTP (the port was taken first thing).
         self.http.api = api
         port = self.http.server_address[1]
-        shown_host = "127.0.0.1" if cfg.host in ("", "0.0.0.0", "127.0.0.1", "localhost") else cfg.host
+        shown_host = "127.0.0.1" if cfg.host in ("", _ALL_INTERFACES, "127.0.0.1", "localhost") else cfg.host
         self.api_url = f"http://{shown_host}:{port}"
         self._spawn("gnomon-http", self.http.serve_forever, 0.2)
         self._serving = True

@@ -47,7 +47,7 @@ from typing import Any
 log = logging.getLogger("devstack.state")
 
 SNAPSHOT_FILE = "aws-state.json"
-SECRET_FILE = "page-token-secret"
+SECRET_FILE = "page-token-secret"  # nosec B105 # a file name; the key is random
 SECRETS_FILE = "secrets.json"
 LOCK_FILE = ".lock"
 FORMAT_VERSION = 1

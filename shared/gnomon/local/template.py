@@ -59,7 +59,7 @@ __all__ = [
 
 TABLE = "AWS::DynamoDB::Table"
 QUEUE = "AWS::SQS::Queue"
-SECRET = "AWS::SecretsManager::Secret"
+SECRET = "AWS::SecretsManager::Secret"  # nosec B105 # a resource type, not a password
 FUNCTION = "AWS::Serverless::Function"
 
 LOCAL_ACCOUNT_ID = "123456789012"  # moto's default account
@@ -479,7 +479,7 @@ def _client(service: str, *, endpoint_url: str | None, region: str) -> Any:
     if endpoint_url is not None:
         kwargs["endpoint_url"] = endpoint_url
         if session.get_credentials() is None:  # a local endpoint takes any credentials
-            kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+            kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")  # nosec B106 # moto
     return session.client(service, **kwargs)
 
 

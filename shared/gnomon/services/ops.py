@@ -49,7 +49,8 @@ class Ops:
                     "reason": dead_letter_reason(m.body, m.receive_count),
                 }
             )
-        return {"items": items, "next_page_token": None}
+        last_page = None  # the queue cannot be paged by key: one page only
+        return {"items": items, "next_page_token": last_page}
 
     def redrive(self, limit: int) -> JSON:
         return {"redriven": self._dlq.redrive(limit) if self._dlq else 0}
