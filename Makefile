@@ -8,7 +8,7 @@ PORT ?= 8080
 # pin the project's own (aws-sam-translator gives cfn-lint the real SAM transform).
 SCAN := .venv-scan
 SCAN_STAMP := $(SCAN)/.installed
-SCAN_TOOLS := 'checkov>=3.2' 'bandit>=1.8' 'pip-audit>=2.7' 'cfn-lint>=1.0' 'aws-sam-translator>=1.90'
+SCAN_TOOLS := 'checkov==3.3.30' 'bandit==1.9.4' 'pip-audit==2.10.1' 'cfn-lint==1.58.0' 'aws-sam-translator==1.115.0'
 
 .PHONY: dev test lint scan types unit bench package clean
 
