@@ -576,7 +576,7 @@ function ScheduleDetail({ id }) {
   const runs = useApi(`/runs${qs({ schedule: id, page_size: 1000 })}`);
   const to = new Date(Math.ceil(Date.now() / 60000) * 60000);
   const lat = useApi(`/metrics/lateness${qs({ schedule: id, from: new Date(to - 6 * 3600000).toISOString(), to: to.toISOString(), bucket_seconds: 300 })}`);
-  const reload = useCallback(() => { d.reload(); runs.reload(); }, [d.reload, runs.reload]);
+  const reload = useCallback(() => { d.reload(); runs.reload(); lat.reload(); }, [d.reload, runs.reload, lat.reload]);
   if (d.error) return html`<${Page} title=${`Schedule ${id}`} id="schedule"><${ErrorBox} error=${d.error} what="the schedule" />
     <p><a href="#/schedules">Back to the schedules</a></p></${Page}>`;
   if (!d.data) return html`<${Page} title=${`Schedule ${id}`} id="schedule"><${Loading} what="the schedule" /></${Page}>`;
@@ -586,7 +586,8 @@ function ScheduleDetail({ id }) {
   return html`<${Page} title=${`Schedule ${id}`} id="schedule">
     <p>${s.state.paused ? html`<${Chip} status="paused" /> <span id="schedule-note">${s.state.note}</span>${s.state.paused_until ? html` — until <${When} t=${s.state.paused_until} />` : ''}` : html`<${Chip} status="active" />`}
       · group <strong>${s.group}</strong> · definition <a href=${link(`/definitions/${encodeURIComponent(s.definition)}`)}>${s.definition}</a>
-      · <a href=${link('/runs', { schedule: id })}>all runs</a></p>
+      · <a href=${link('/runs', { schedule: id })}>all runs</a>
+      · <button type="button" id="refresh-button" onClick=${reload}>Refresh</button></p>
     <div class="grid">
       <div class="card"><h2>When it fires</h2>
         <ul class="words" id="spec-words">${specWords(s.spec).map((l) => html`<li>${l}</li>`)}</ul>
@@ -636,6 +637,7 @@ function Runs({ params }) {
     <div role="group" aria-label="Filter by status" style="display:flex;gap:6px;flex-wrap:wrap;margin-bottom:10px">
       ${STATUSES.map((st) => html`<button type="button" class="chip-toggle" aria-pressed=${statuses.includes(st) ? 'true' : 'false'} onClick=${() => toggle(st)}>${st.replace('_', ' ')}</button>`)}
     </div>
+    <p><button type="button" id="refresh-button" onClick=${list.reload}>Refresh</button></p>
     <${ErrorBox} error=${list.error} what="runs" />
     ${list.loading && !list.data ? html`<${Loading} what="runs" />` : ''}
     ${list.data && !list.data.items.length ? html`<${Empty}>No runs match these filters.</${Empty}>` : ''}
