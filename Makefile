@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
 
-.PHONY: dev test lint types unit bench package clean
+.PHONY: dev test lint types unit bench bench-console screenshots package clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: lint types
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-console: $(STAMP)
+	$(BIN)/python -m bench console
+
+# PNGs of the console's main pages for the README (needs: apt-get install -y chromium chromium-driver)
+screenshots: $(STAMP)
+	$(BIN)/python -m bench.screenshots
 
 package: $(STAMP)
 	@command -v sam >/dev/null || { echo "install aws-sam-cli in its own virtualenv (pipx install aws-sam-cli)"; exit 1; }

@@ -91,7 +91,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 
 
 class Receiver:
-    """An http target that answers 200 to every POST/PUT (a webhook that always succeeds)."""
+    """An http target: 200 to every POST/PUT, except 500 on a path containing `/fail`; a path
+    containing `/slow` answers after 0.2–1.5 s (for varied durations)."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -101,7 +102,9 @@ class Receiver:
             def _ok(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.count += 1
-                self.send_response(200)
+                if "/slow" in self.path:
+                    time.sleep(0.2 + (outer.count * 0.37) % 1.3)
+                self.send_response(500 if "/fail" in self.path else 200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")

@@ -80,7 +80,16 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, { method = 'GET', body } = {}) {
+// API calls in flight: with no `.loading` left in <main>, 0 means the page has everything it asked
+// for (read by the browser tests and bench/console.py).
+window.gnomonInflight = 0;
+
+async function api(path, opts = {}) {
+  window.gnomonInflight += 1;
+  try { return await apiCall(path, opts); } finally { window.gnomonInflight -= 1; }
+}
+
+async function apiCall(path, { method = 'GET', body } = {}) {
   const headers = { accept: 'application/json' };
   if (CONFIG.auth.mode === 'oidc') {
     const token = currentToken();
@@ -380,7 +389,8 @@ function Overview() {
   const from = new Date(to.getTime() - windowH * 3600000);
   const bucket = windowH <= 1 ? 60 : windowH <= 6 ? 300 : 900;
   const lat = useApi(`/metrics/lateness${qs({ from: from.toISOString(), to: to.toISOString(), bucket_seconds: bucket })}`);
-  const runs = useApi('/runs?page_size=1000');
+  // The latest 300 runs feed the heatmap and the histogram: enough for a shape, cheap to list.
+  const runs = useApi('/runs?page_size=300');
   const s = stats.data;
   return html`<${Page} title="Overview" id="overview">
     <${ErrorBox} error=${stats.error} what="today's counts" />
@@ -401,10 +411,10 @@ function Overview() {
       </div>
       <div class="card"><h2>Firings by day and hour</h2>
         <${ErrorBox} error=${runs.error} what="runs" />
-        ${runs.data ? html`<${Heatmap} runs=${runs.data.items} label="Heatmap of firings by day of week and hour, latest 1000 runs" />` : runs.loading ? html`<${Loading} what="runs" />` : ''}
+        ${runs.data ? html`<${Heatmap} runs=${runs.data.items} label="Heatmap of firings by day of week and hour, latest 300 runs" />` : runs.loading ? html`<${Loading} what="runs" />` : ''}
       </div>
       <div class="card"><h2>Run durations</h2>
-        ${runs.data ? html`<${DurationHistogram} runs=${runs.data.items} label="Histogram of run durations, latest 1000 runs" />` : runs.loading ? html`<${Loading} what="runs" />` : ''}
+        ${runs.data ? html`<${DurationHistogram} runs=${runs.data.items} label="Histogram of run durations, latest 300 runs" />` : runs.loading ? html`<${Loading} what="runs" />` : ''}
       </div>
     </div>
   </${Page}>`;
@@ -431,8 +441,9 @@ function FilterForm({ fields, params, base }) {
 
 /** Last run status and a lateness sparkline of one schedule, loaded after the table shows. */
 function ScheduleRowExtra({ id }) {
-  const runs = useApi(`/runs${qs({ schedule: id, page_size: 30 })}`);
-  if (runs.loading) return html`<td class="muted">…</td><td class="muted">…</td>`;
+  const runs = useApi(`/runs${qs({ schedule: id, page_size: 20 })}`);
+  // `lazy`: filled in after the table shows (bench/console.py times the table and these apart)
+  if (runs.loading) return html`<td class="muted loading lazy">…</td><td class="muted loading lazy">…</td>`;
   if (runs.error) return html`<td colspan="2" class="muted">(${runs.error.code})</td>`;
   const items = runs.data.items;
   const last = items.find((r) => r.status !== 'skipped') || items[0];
@@ -443,7 +454,8 @@ function ScheduleRowExtra({ id }) {
 
 function Schedules({ params }) {
   const { page_token: token, ...filters } = params;
-  const list = useApi(`/schedules${qs({ ...filters, page_size: 50, page_token: token })}`);
+  // 25 a page: each row then asks for its own recent runs (last status, lateness sparkline).
+  const list = useApi(`/schedules${qs({ ...filters, page_size: 25, page_token: token })}`);
   return html`<${Page} title="Schedules" id="schedules">
     <${FilterForm} base="/schedules" params=${params} fields=${[
       ['group', 'group'], ['definition', 'definition'], ['tag', 'tag'],
@@ -573,7 +585,7 @@ function BackfillControls({ s, reload }) {
 
 function ScheduleDetail({ id }) {
   const d = useApi(`/schedules/${encodeURIComponent(id)}`);
-  const runs = useApi(`/runs${qs({ schedule: id, page_size: 1000 })}`);
+  const runs = useApi(`/runs${qs({ schedule: id, page_size: 300 })}`);
   const to = new Date(Math.ceil(Date.now() / 60000) * 60000);
   const lat = useApi(`/metrics/lateness${qs({ schedule: id, from: new Date(to - 6 * 3600000).toISOString(), to: to.toISOString(), bucket_seconds: 300 })}`);
   const reload = useCallback(() => { d.reload(); runs.reload(); lat.reload(); }, [d.reload, runs.reload, lat.reload]);
