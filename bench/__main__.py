@@ -148,13 +148,28 @@ def console_summary(result: dict[str, Any]) -> None:
             table(
                 ["page", "ready ms", "ready max", "complete ms", "api calls", "< 1 s"],
                 [
-                    [r["page"], r["ready_ms_median"], r["ready_ms_max"], r["complete_ms_median"], r["api_calls"], r["under_goal"]]
+                    [
+                        r["page"],
+                        r["ready_ms_median"],
+                        r["ready_ms_max"],
+                        r["complete_ms_median"],
+                        r["api_calls"],
+                        r["under_goal"],
+                    ]
                     for r in rows
                 ],
             )
         )
     else:
-        print(table(["page", "api ms", "api max", "calls", "< 1 s"], [[r["page"], r["api_ms_median"], r["api_ms_max"], r["api_calls"], r["under_goal"]] for r in rows]))
+        print(
+            table(
+                ["page", "api ms", "api max", "calls", "< 1 s"],
+                [
+                    [r["page"], r["api_ms_median"], r["api_ms_max"], r["api_calls"], r["under_goal"]]
+                    for r in rows
+                ],
+            )
+        )
 
 
 if __name__ == "__main__":
