@@ -86,7 +86,9 @@ def _security_headers(content_type: str) -> dict[str, str]:
     }
     if content_type.startswith("text/html"):
         issuer = os.environ.get("GNOMON_CONSOLE_ISSUER", "").strip()
-        origin = "/".join(issuer.split("/")[:3]) if issuer.startswith("https://") else ""
+        # https issuers; plain http only on loopback (a local identity provider in tests)
+        local = issuer.startswith(("http://127.0.0.1", "http://localhost"))
+        origin = "/".join(issuer.split("/")[:3]) if issuer.startswith("https://") or local else ""
         # The page talks only to its own origin (and, when signing in, to the OIDC issuer).
         headers["Content-Security-Policy"] = (
             "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
