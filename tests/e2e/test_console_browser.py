@@ -127,8 +127,10 @@ def test_create_a_schedule_see_it_fire_pause_it_from_the_console_and_open_a_run(
     state = http.get(f"/v1/schedules/{schedule}").json()["state"]
     assert state["paused"] is True and state["note"] == "paused from the browser"
 
-    # Open a run from the recent actions.
-    run_link = css(browser, "#recent-actions tbody a")[0]
+    # Open a completed run from the recent actions (firings already enqueued when it paused
+    # become `skipped` runs with reason `paused`: the newest rows may be those).
+    rows = css(browser, "#recent-actions tbody tr")
+    run_link = next(r for r in rows if "completed" in r.text).find_element("css selector", "a")
     run_id = run_link.text
     run_link.click()
     wait_text(browser, "h1#page-title", f"Run {run_id}")
