@@ -10,7 +10,7 @@ SCAN := .venv-scan
 SCAN_STAMP := $(SCAN)/.installed
 SCAN_TOOLS := 'checkov==3.3.30' 'bandit==1.9.4' 'pip-audit==2.10.1' 'cfn-lint==1.58.0' 'aws-sam-translator==1.115.0'
 
-.PHONY: dev test lint scan types unit bench package clean
+.PHONY: dev test lint scan types unit bench bench-console screenshots package clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,13 @@ test: lint types
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-console: $(STAMP)
+	$(BIN)/python -m bench console
+
+# PNGs of the console's main pages for the README (needs: apt-get install -y chromium chromium-driver)
+screenshots: $(STAMP)
+	$(BIN)/python -m bench.screenshots
 
 package: $(STAMP)
 	@command -v sam >/dev/null || { echo "install aws-sam-cli in its own virtualenv (pipx install aws-sam-cli)"; exit 1; }

@@ -1,7 +1,7 @@
-"""`python -m bench [lateness|ticker-scaling] [options]`.
+"""`python -m bench [lateness|ticker-scaling|console] [options]`.
 
-Without a sub-command: both benchmarks in their short form (a few minutes on 2 cores), then a
-summary; each writes `bench/results/<name>.json` with the machine's CPU count, Python version,
+Without a sub-command: the three benchmarks in their short form (about 12 minutes on 2 cores),
+then a summary; each writes `bench/results/<name>.json` with the machine's CPU count, Python version,
 date and git commit. Figures only: nothing here asserts a timing.
 """
 
@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from bench import lateness, line_buffered, say, table, ticker_scaling
+from bench import console, lateness, line_buffered, say, table, ticker_scaling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ticker_scaling.add_arguments(tick)
-    all_ = sub.add_parser("all", help="both, short form (the default)")
+    cons = sub.add_parser(
+        "console",
+        help="console page loads on the local stack (1 000 schedules, 10 000 runs)",
+        description=console.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    console.add_arguments(cons)
+    all_ = sub.add_parser("all", help="all three, short form (the default)")
     all_.add_argument("--long", action="store_true", help="both in their long form")
     all_.add_argument("--no-write", action="store_true", help="do not write bench/results/*.json")
     all_.add_argument(
@@ -46,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("ticker-scaling", "ticker"):
         ticker_scaling.run(args)
+        return 0
+    if args.command == "console":
+        console.run(args)
         return 0
 
     long_form = bool(getattr(args, "long", False))
@@ -62,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     lat_result = lateness.run(lat_args)
+    cons_result = console.run(cons.parse_args(["--no-write"] if no_write else []))
     summary(tick_result, lat_result, time.monotonic() - t0)
+    console_summary(cons_result)
     return 0
 
 
@@ -124,7 +136,40 @@ def summary(tick: dict[str, Any], lat: dict[str, Any], elapsed: float) -> None:
             ],
         )
     )
-    say("results in bench/results/ (lateness.json, ticker_scaling.json)")
+    say("results in bench/results/ (lateness.json, ticker_scaling.json, console.json)")
+
+
+def console_summary(result: dict[str, Any]) -> None:
+    seeded = result["seeded"]
+    print(f"\nConsole page loads ({result['mode']}; {seeded['schedules']} schedules, {seeded['runs']} runs)")
+    rows = result["results"]
+    if result["mode"] == "browser":
+        print(
+            table(
+                ["page", "ready ms", "ready max", "complete ms", "api calls", "< 1 s"],
+                [
+                    [
+                        r["page"],
+                        r["ready_ms_median"],
+                        r["ready_ms_max"],
+                        r["complete_ms_median"],
+                        r["api_calls"],
+                        r["under_goal"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+    else:
+        print(
+            table(
+                ["page", "api ms", "api max", "calls", "< 1 s"],
+                [
+                    [r["page"], r["api_ms_median"], r["api_ms_max"], r["api_calls"], r["under_goal"]]
+                    for r in rows
+                ],
+            )
+        )
 
 
 if __name__ == "__main__":

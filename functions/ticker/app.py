@@ -24,13 +24,19 @@ _expiry_cursor: str | None = None  # where the local stack's retention sweep goe
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else (lambda: 60.0)
+    started = time.monotonic()
     report = services().ticker.tick(time_left)
+    tick_ms = (time.monotonic() - started) * 1000
     _sweep_event_streams()
     if os.environ.get("GNOMON_DEV_AWS_ENDPOINT"):
         _sweep_expired_runs()
     metrics.add_metric("FiringsEnqueued", MetricUnit.Count, report.firings_enqueued)
     metrics.add_metric("DueItemsRead", MetricUnit.Count, report.due_read)
     metrics.add_metric("RunsSwept", MetricUnit.Count, report.runs_swept)
+    # For the dashboard and the TickerErrorsAlarm (template.yaml; docs/operations.md).
+    metrics.add_metric("FiringsMissed", MetricUnit.Count, report.missed)
+    metrics.add_metric("TickErrors", MetricUnit.Count, len(report.errors))
+    metrics.add_metric("TickDuration", MetricUnit.Milliseconds, round(tick_ms, 1))
     if report.errors:
         logger.warning("tick errors", extra={"errors": report.errors[:20]})
     return asdict(report)

@@ -21,7 +21,15 @@ logger = Logger(service="gnomon")
 tracer = Tracer(service="gnomon")
 metrics = Metrics(namespace="gnomon", service="worker")
 _pool = ThreadPoolExecutor(max_workers=10)
-_METRIC_BY_STATUS = {"completed": "RunsCompleted", "failed": "RunsFailed", "timed_out": "RunsFailed"}
+# Runs by final status, for the dashboard (template.yaml); timed_out counts as failed too.
+_METRICS_BY_STATUS = {
+    "completed": ("RunsCompleted",),
+    "failed": ("RunsFailed",),
+    "timed_out": ("RunsFailed", "RunsTimedOut"),
+    "canceled": ("RunsCanceled",),
+    "terminated": ("RunsTerminated",),
+    "skipped": ("RunsSkipped",),
+}
 
 
 def _process(record: dict[str, Any]) -> tuple[str | None, Any]:
@@ -53,7 +61,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     for _, handled in results:
         if handled is None:
             continue
-        if name := _METRIC_BY_STATUS.get(handled.status or ""):
+        for name in _METRICS_BY_STATUS.get(handled.status or "", ()):
             metrics.add_metric(name, MetricUnit.Count, 1)
         if handled.outcome == "retry_scheduled":
             metrics.add_metric("RunsRetried", MetricUnit.Count, 1)

@@ -318,6 +318,10 @@ def test_http_api_routes_need_iam_or_jwt(template: dict[str, Any]) -> None:
         if r["Type"] == "AWS::ApiGatewayV2::Route"
     }
     assert set(routes) == {"ANY /v1/{proxy+}", "ANY /console/{proxy+}", "GET /console"}
+    for key in ("ANY /console/{proxy+}", "GET /console"):
+        # the console's static files: no authorizer (the page sends a bearer token to /v1 itself)
+        props = routes.pop(key)
+        assert props["AuthorizationType"] == "NONE" and "AuthorizerId" not in props
     for props in routes.values():
         assert props["ApiId"] == {"Ref": "HttpApi"}
         assert props["AuthorizationType"] == {"Fn::If": ["UseJwt", "JWT", "AWS_IAM"]}

@@ -22,7 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import Field
 
-from gnomon import __version__
+from gnomon import __version__, console
 from gnomon.api.access import enforce_groups
 from gnomon.api.admin import router as admin_router
 from gnomon.api.common import caller, mutate, query_time
@@ -148,6 +148,8 @@ def _edge_checks(event: dict[str, Any]) -> GnomonError | None:
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway HTTP API (payload v2) entry point."""
+    if console.is_console_path(str(event.get("rawPath") or "")):
+        return console.handle(event)  # the web console's static files (gnomon.console)
     err = _edge_checks(event)
     if err is not None:
         resp = error_response(err)

@@ -774,6 +774,7 @@ class DevStack:
                 "GNOMON_DEV_AWS_ENDPOINT": self.aws_endpoint,
                 "GNOMON_ALLOW_TARGETS": ",".join(dict.fromkeys([*LOOPBACK_NETWORKS, *cfg.allow_targets])),
                 "GNOMON_ALLOW_PYTHON_MODULES": ",".join(dict.fromkeys(cfg.allow_python_modules)),
+                "GNOMON_CONSOLE": "on",  # the web console is open on the local stack (gnomon.console)
             }
         )
         if "GNOMON_PAGE_TOKEN_SECRET" not in env:  # the template gives it (PageTokenSecret) today
