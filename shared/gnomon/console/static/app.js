@@ -851,7 +851,7 @@ function Operators() {
       <tbody>${items.map((o) => {
         const halted = o.halted_keys || o.halted || [];
         return html`<tr><td><a href=${link(`/definitions/${encodeURIComponent(o.definition)}`)}>${o.definition}</a></td><td><${Chip} status=${o.status} /></td>
-          <td>${halted.length ? html`<ul>${halted.map((k) => html`<li><code>${k.key ?? k}</code>${k.error ? html` — ${k.error.message || JSON.stringify(k.error)}` : ''} <button disabled=${busy} onClick=${() => restart(o.definition, k.key ?? k)}>Restart key</button></li>`)}</ul>` : html`<span class="muted">none</span>`}</td>
+          <td>${halted.length ? html`<ul>${halted.map((k) => html`<li><code>${k.key ?? k}</code>${(k.error || (k === o.key && o.error)) ? html` — ${(k.error || o.error).message || JSON.stringify(k.error || o.error)}` : ''} <button disabled=${busy} onClick=${() => restart(o.definition, k.key ?? k)}>Restart key</button></li>`)}</ul>` : html`<span class="muted">none</span>`}</td>
           <td><${When} t=${o.since} /></td>
           <td>${o.status === 'halted' ? html`<button class="primary" disabled=${busy} onClick=${() => restart(o.definition)}>Restart all</button>` : ''}</td></tr>`;
       })}</tbody></table></div>` : ''}
