@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,11 @@ class Services:
     ops: Ops
     stats_store: StatsStore
     stats: Stats
+
+    def per_batch(self) -> AbstractContextManager[None]:
+        """The counter writes of a worker batch, summed and written once at its end."""
+        store = self.run_store
+        return store.deferred() if isinstance(store, CountingRunStore) else contextlib.nullcontext()
 
 
 def build(
