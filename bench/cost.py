@@ -45,7 +45,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -427,7 +426,7 @@ def simulate(sim: Simulation, template: dict[str, Any]) -> dict[str, Any]:
         )
         with mock_aws():
             res = create_resources(template, endpoint_url=None, prefix=PREFIX)
-            tables = {lid: name for lid, name in res.tables.items()}
+            tables = dict(res.tables)
             os.environ.update({var: res.tables[lid] for var, lid in TABLE_ENV.items() if lid in res.tables})
             os.environ["GNOMON_FIRING_QUEUE_URL"] = res.queues["FiringQueue"]
             os.environ["GNOMON_DLQ_URL"] = res.queues["FiringDeadLetterQueue"]
@@ -518,8 +517,7 @@ def _run(sim: Simulation, template: dict[str, Any], meter: Meter) -> dict[str, A
                 ).get("Messages", [])
                 if not got:
                     return
-                for m in got:
-                    pending.append((queue.take_due(m["Body"], clock.now()), m))
+                pending.extend((queue.take_due(m["Body"], clock.now()), m) for m in got)
         finally:
             meter.on = was
 
@@ -798,7 +796,7 @@ def print_tables(results: dict[str, dict[str, Any]], horizon: float) -> None:
         "met",
     ]
     rows = []
-    for key, r in results.items():
+    for r in results.values():
         pf = r["per_firing"]
         od, pv = r["usd_per_million"]["on_demand"], r["usd_per_million"]["provisioned"]
         if r["history"] == "on":
