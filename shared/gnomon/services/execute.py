@@ -676,7 +676,12 @@ class Executor:
             new_doc = dict(doc)
             new_flight: JSON = {"running": running + started, "buffer": decision.buffer}
             if new_flight["running"] or new_flight["buffer"]:
-                new_flight["check_at"] = flight.get("check_at") or fmt(now + SETTLE_AFTER)
+                # The watchdog is for what nobody else would notice: a run left waiting in the
+                # buffer, a self-deleting schedule's completion. A stale running entry alone is
+                # verified by the next arrival — and a watchdog time before the cursor would move
+                # the schedule in the due index (an index delete and put) on every firing.
+                if new_flight["buffer"] or flight.get("check_at") or _deletes_itself(doc):
+                    new_flight["check_at"] = flight.get("check_at") or fmt(now + SETTLE_AFTER)
                 new_doc["flight"] = new_flight
             else:
                 new_doc.pop("flight", None)
@@ -1210,6 +1215,10 @@ def _closed(run: RunRecord, now: datetime, retention_days: int) -> RunRecord:
         expires_at=now + timedelta(days=retention_days),
         version=run.version,
     )
+
+
+def _deletes_itself(doc: JSON) -> bool:
+    return doc["policies"].get("action_after_completion") == "delete"
 
 
 def _verdict(decision: Admission, run_id: str) -> str:

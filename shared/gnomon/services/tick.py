@@ -56,6 +56,7 @@ BUFFER_WATCHDOG = timedelta(hours=1)  # how often the sweep asks after a buffere
 SETTLE_AFTER = timedelta(seconds=120)  # the overlap ledger's watchdog period (beyond the horizon)
 FINISH_RECHECK = timedelta(seconds=60)  # a self-deleting schedule not yet done looks again this late
 LAST_FIRING_GRACE = timedelta(seconds=MAX_DELAY + 60)  # how long a last firing may still be on its way
+REFILL_LEAD = timedelta(seconds=120)  # a tick re-plans schedules due within this (or horizon / 3)
 
 
 @dataclass
@@ -96,13 +97,18 @@ class Ticker:
         self._clock = clock
         self._compile = compile
         self.horizon = timedelta(seconds=min(max(horizon_seconds, 1.0), MAX_DELAY))
+        # A tick takes the schedules due within `lead` and plans each up to the horizon: a
+        # schedule is written (and moved in the due index) once per horizon − lead of its
+        # firings, not once per tick. `lead` must cover the time to the next tick (60 s in AWS,
+        # at most a third of the horizon in `gnomon dev`) so nothing is planned late.
+        self.lead = min(self.horizon, max(REFILL_LEAD, self.horizon / 3))
 
     def tick(self, time_left: Callable[[], float] = lambda: math.inf, *, reserve: float = 5.0) -> TickReport:
         """One pass over every shard of the due index and the active-run index, stopping early
         (report.complete False) when fewer than `reserve` seconds are left."""
         report = TickReport()
         now = self._clock.now()
-        until = now + self.horizon
+        until = now + self.lead
         for shard in range(self._schedules.shards):
             after: DueEntry | None = None
             while True:
