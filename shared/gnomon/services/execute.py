@@ -972,9 +972,14 @@ class Executor:
     def _last_success(self, run: RunRecord) -> datetime | None:
         if run.schedule_id is None:
             return None
-        for r in self._runs.recent(run.schedule_id, limit=20):
-            if r.status == RunStatus.completed.value and r.run_id != run.run_id:
-                return parse(r.doc["nominal_time"])
+        # Usually the previous firing's run: a page of 3 (one read unit) before a page of 20.
+        for limit in (3, 20):
+            recent = self._runs.recent(run.schedule_id, limit=limit)
+            for r in recent:
+                if r.status == RunStatus.completed.value and r.run_id != run.run_id:
+                    return parse(r.doc["nominal_time"])
+            if len(recent) < limit:
+                return None
         return None
 
     def _close(
