@@ -24,6 +24,7 @@ not tracked, as Temporal does not track them.
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from gnomon.ports import (
     Clock,
     FiringQueue,
     Invocation,
+    OutgoingMessage,
     Outcome,
     RunRecord,
     RunStore,
@@ -306,12 +308,18 @@ class Executor:
             self._count_down(sched, body["nominal_time"], consume=False)
             return Handled("stale", run_id)
         if sched.doc["state"].get("paused"):
+            if self._history_off(sched.definition):
+                self._count_down(sched, body["nominal_time"], consume=False)
+                self._schedules.add_counters(sid, {"skipped_paused": 1})  # counted, never recorded
+                return Handled("skipped", run_id, RunStatus.skipped.value)
             return self._skip(sched, nominal, "paused", "skipped_paused")
         self._wait_until(scheduled)
         try:
             definition = self._catalog.get("definition", sched.definition)
         except NotFound:
             return self._skip(sched, nominal, "definition_missing", "dropped_stale")
+        if history_off(definition.doc):
+            return self._fire_unrecorded(sched, definition.doc, body, run_id)
         if self._exists(run_id):  # a redelivery of a firing already taken
             self._count_down(sched, body["nominal_time"], consume=False)
             return Handled("duplicate", run_id)
@@ -359,6 +367,65 @@ class Executor:
         self._count_down(sched, body["nominal_time"], consume=True)
         handled = self._invoke(rec, definition.doc, sched.doc)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
+
+    def _history_off(self, definition: str) -> bool:
+        try:
+            return history_off(self._catalog.get("definition", definition).doc)
+        except NotFound:
+            return False
+
+    def _fire_unrecorded(self, sched: ScheduleRecord, definition: JSON, body: JSON, run_id: str) -> Handled:
+        """A firing of a definition with `history.mode` off: invoke the target with the run id
+        as `Idempotency-Key` and record nothing (at-least-once, see `HistoryMode.off`). A failed
+        attempt is retried by sending the firing again, delayed by the retry policy's backoff."""
+        attempt = int(body.get("attempt", 1))
+        if attempt == 1:
+            self._count_down(sched, body["nominal_time"], consume=True)
+        now = self._clock.now()
+        scheduled = parse(body["scheduled_time"])
+        inv = Invocation(
+            run_id=run_id,
+            attempt=attempt,
+            definition=sched.definition,
+            schedule_id=sched.schedule_id,
+            nominal_time=parse(body["nominal_time"]),
+            scheduled_time=scheduled,
+            previous_nominal_time=parse(body["previous_nominal_time"])
+            if body.get("previous_nominal_time")
+            else None,
+            last_success_time=None,
+            input=sched.doc.get("input"),
+            target=definition["target"],
+            signing_secret=str(definition.get("signing_secret", "")),
+            callback_token="",
+            timeout_seconds=float(_timeout(definition, sched.doc)),
+        )
+        try:
+            outcome = self._invoker.invoke(inv)
+        except Exception as exc:  # an invoker bug fails the attempt like a target error
+            outcome = Outcome(status="failed", error={"code": "internal_error", "message": repr(exc)})
+        lateness = (now - scheduled).total_seconds() * 1000 if attempt == 1 else None
+        if outcome.status in ("completed", "accepted"):
+            return Handled("ran", run_id, RunStatus.completed.value, lateness)
+        retry = _retry(definition, sched.doc)
+        code = str((outcome.error or {}).get("code", ""))
+        final = not outcome.retryable or code in set(retry.get("non_retryable_errors", []))
+        if not final and attempt < int(retry.get("max_attempts", 3)):
+            delay = retry_delay(retry, attempt)
+            if outcome.retry_after is not None:
+                delay = min(
+                    max(delay, outcome.retry_after), float(retry.get("maximum_interval_seconds", 300))
+                )
+            self._queue.send(
+                [
+                    OutgoingMessage(
+                        body={**body, "attempt": attempt + 1}, delay_seconds=math.ceil(min(delay, MAX_DELAY))
+                    )
+                ]
+            )
+            return Handled("retry_scheduled", run_id, RunStatus.pending.value, lateness)
+        status = RunStatus.timed_out.value if outcome.status == "timed_out" else RunStatus.failed.value
+        return Handled("ran", run_id, status, lateness)
 
     def _buffer_firing(self, sched: ScheduleRecord, doc: JSON, nominal: str) -> Handled:
         """Record a firing that waits in the overlap buffer: `pending`, no message. It is not an
@@ -1117,6 +1184,11 @@ def _task_outcome(task: JSON) -> Outcome:
 def _retry(definition: JSON, sched_doc: JSON | None) -> JSON:
     override = (sched_doc or {}).get("policies", {}).get("retry")
     return dict(override or definition.get("retry") or {})
+
+
+def history_off(definition: JSON) -> bool:
+    """Whether a definition's firings are delivered without a per-firing record."""
+    return bool((definition.get("history") or {}).get("mode") == "off")
 
 
 def _retention_days(definition: JSON, default: int) -> int:
