@@ -48,8 +48,8 @@ from gnomon.ports import (
     Clock,
     FiringQueue,
     Invocation,
-    OutgoingMessage,
     Outcome,
+    OutgoingMessage,
     RunRecord,
     RunStore,
     ScheduleRecord,
@@ -1295,7 +1295,7 @@ def _closed(run: RunRecord, now: datetime, retention_days: int) -> RunRecord:
 
 
 def _deletes_itself(doc: JSON) -> bool:
-    return doc["policies"].get("action_after_completion") == "delete"
+    return bool(doc["policies"].get("action_after_completion") == "delete")
 
 
 def _verdict(decision: Admission, run_id: str) -> str:
