@@ -1,8 +1,9 @@
-"""`python -m bench [lateness|ticker-scaling] [options]`.
+"""`python -m bench [lateness|ticker-scaling|cost|coldstart] [options]`.
 
-Without a sub-command: both benchmarks in their short form (a few minutes on 2 cores), then a
-summary; each writes `bench/results/<name>.json` with the machine's CPU count, Python version,
-date and git commit. Figures only: nothing here asserts a timing.
+Without a sub-command: the four benchmarks in their short form (ticker scaling, cost model, cold
+start, lateness; ~15 minutes on 2 cores), then a summary; each writes `bench/results/<name>.json`
+with the machine's CPU count, Python version, date and git commit. Figures only: nothing here
+asserts a timing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from bench import lateness, line_buffered, say, table, ticker_scaling
+from bench import coldstart, cost, lateness, line_buffered, say, table, ticker_scaling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +34,19 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ticker_scaling.add_arguments(tick)
-    all_ = sub.add_parser("all", help="both, short form (the default)")
-    all_.add_argument("--long", action="store_true", help="both in their long form")
+    cost_p = sub.add_parser(
+        "cost",
+        help="$ per million firings from the AWS requests counted per firing",
+        description=cost.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cost.add_arguments(cost_p)
+    cold = sub.add_parser(
+        "coldstart", help="import time of each handler module", description=coldstart.__doc__
+    )
+    coldstart.add_arguments(cold)
+    all_ = sub.add_parser("all", help="all four, short form (the default)")
+    all_.add_argument("--long", action="store_true", help="all in their long form")
     all_.add_argument("--no-write", action="store_true", help="do not write bench/results/*.json")
     all_.add_argument(
         "--quiet-wait", type=float, default=0.0, help="lateness: wait up to N s for an idle machine per load"
@@ -47,12 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("ticker-scaling", "ticker"):
         ticker_scaling.run(args)
         return 0
+    if args.command == "cost":
+        cost.run(args)
+        return 0
+    if args.command == "coldstart":
+        coldstart.run(args)
+        return 0
 
     long_form = bool(getattr(args, "long", False))
     no_write = bool(getattr(args, "no_write", False))
     t0 = time.monotonic()
     tick_args = tick.parse_args([*(["--long"] if long_form else []), *(["--no-write"] if no_write else [])])
     tick_result = ticker_scaling.run(tick_args)
+    cost.run(cost_p.parse_args(["--no-write"] if no_write else []))
+    coldstart.run(cold.parse_args(["--no-write"] if no_write else []))
     lat_args = lat.parse_args(
         [
             *(["--long"] if long_form else []),
@@ -124,7 +144,7 @@ def summary(tick: dict[str, Any], lat: dict[str, Any], elapsed: float) -> None:
             ],
         )
     )
-    say("results in bench/results/ (lateness.json, ticker_scaling.json)")
+    say("results in bench/results/ (ticker_scaling.json, cost.json, coldstart.json, lateness.json)")
 
 
 if __name__ == "__main__":
