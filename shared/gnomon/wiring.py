@@ -11,7 +11,7 @@ import functools
 import hashlib
 import os
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +58,14 @@ class Services:
     stats_store: StatsStore
     stats: Stats
 
-    def per_batch(self) -> AbstractContextManager[None]:
-        """The counter writes of a worker batch, summed and written once at its end."""
+    @contextlib.contextmanager
+    def per_batch(self) -> Iterator[None]:
+        """A worker batch: its run counters summed and written once at its end, each
+        definition read once."""
         store = self.run_store
-        return store.deferred() if isinstance(store, CountingRunStore) else contextlib.nullcontext()
+        counting = store.deferred() if isinstance(store, CountingRunStore) else contextlib.nullcontext()
+        with counting, self.executor.per_batch():
+            yield
 
 
 def build(

@@ -202,3 +202,31 @@ def test_a_batch_s_run_counters_are_written_once_per_counter_item() -> None:
     stats.writes = 0
     store.create(fired("outside", t, status="running"))
     assert stats.writes == 2  # outside a batch: written at once (every run + its definition)
+
+
+def test_a_batch_reads_each_definition_once_and_a_new_batch_reads_it_again() -> None:
+    from tests.unit.pipeline import Pipeline
+
+    p = Pipeline()
+    p.definition()
+    for i in range(3):
+        p.schedule(f"s{i}", spec={"intervals": [{"every_seconds": 10}]})
+    p.collect()
+    p.clock.advance(10)
+    catalog = p.s.executor._catalog  # type: ignore[attr-defined]
+    reads: list[str] = []
+    original = catalog.get
+
+    def counting_get(kind: str, name: str) -> Any:
+        reads.append(name)
+        return original(kind, name)
+
+    catalog.get = counting_get
+    with p.s.per_batch():
+        handled = p.deliver_due()
+    assert [h.outcome for h in handled] == ["ran"] * 3
+    assert reads.count("job") == 1  # three firings of one definition: one read
+    p.clock.advance(10)
+    with p.s.per_batch():
+        p.deliver_due()
+    assert reads.count("job") == 2  # the next batch reads it again

@@ -26,8 +26,9 @@ from __future__ import annotations
 import contextlib
 import math
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -44,6 +45,7 @@ from gnomon.domain.runs import (
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import (
     JSON,
+    CatalogRecord,
     CatalogStore,
     Clock,
     FiringQueue,
@@ -256,6 +258,35 @@ class Executor:
         self._retention = retention_days
         self._sleep = sleep
         self._tasks = tasks
+        self._cache_lock = threading.Lock()
+        self._batches = 0  # open per_batch() blocks
+        self._definitions: dict[str, CatalogRecord] = {}
+
+    @contextlib.contextmanager
+    def per_batch(self) -> Iterator[None]:
+        """Within the block (a worker's SQS batch, and any batch overlapping it), read each
+        definition once: a batch's firings mostly share one. A definition replaced meanwhile
+        takes effect from the next batch."""
+        with self._cache_lock:
+            self._batches += 1
+        try:
+            yield
+        finally:
+            with self._cache_lock:
+                self._batches -= 1
+                if not self._batches:
+                    self._definitions.clear()
+
+    def _definition(self, name: str) -> CatalogRecord:
+        with self._cache_lock:
+            cached = self._definitions.get(name) if self._batches else None
+        if cached is not None:
+            return cached
+        record = self._catalog.get("definition", name)
+        with self._cache_lock:
+            if self._batches:
+                self._definitions[name] = record
+        return record
 
     def attach_tasks(self, tasks: TaskCreator) -> None:
         """The task use cases that `task` targets create their tasks with."""
@@ -315,7 +346,7 @@ class Executor:
             return self._skip(sched, nominal, "paused", "skipped_paused")
         self._wait_until(scheduled)
         try:
-            definition = self._catalog.get("definition", sched.definition)
+            definition = self._definition(sched.definition)
         except NotFound:
             return self._skip(sched, nominal, "definition_missing", "dropped_stale")
         if history_off(definition.doc):
@@ -324,7 +355,9 @@ class Executor:
             self._count_down(sched, body["nominal_time"], consume=False)
             return Handled("duplicate", run_id)
         now = self._clock.now()
-        verdict, _ = self._ledger(sid, gen, arrival={"run_id": run_id, "overlap": None, "since": fmt(now)})
+        verdict, _ = self._ledger(
+            sid, gen, arrival={"run_id": run_id, "overlap": None, "since": fmt(now)}, read=sched
+        )
         if verdict == "gone":
             return Handled("deleted", run_id)
         if verdict in SKIP_COUNTERS:
@@ -370,7 +403,7 @@ class Executor:
 
     def _history_off(self, definition: str) -> bool:
         try:
-            return history_off(self._catalog.get("definition", definition).doc)
+            return history_off(self._definition(definition).doc)
         except NotFound:
             return False
 
@@ -695,6 +728,7 @@ class Executor:
         arrival: JSON | None = None,
         release: str | None = None,
         verify: bool = False,
+        read: ScheduleRecord | None = None,
     ) -> tuple[str, ScheduleRecord | None]:
         """One conditional write of a schedule's overlap ledger: `release` leaves what counts as
         running, `arrival` joins the waiting runs, and the overlap policy decides what starts,
@@ -705,7 +739,9 @@ class Executor:
         for _ in range(LEDGER_TRIES):
             now = self._clock.now()
             try:
-                rec = self._schedules.get(schedule_id)
+                # The caller's fresh read serves the first try (the write is conditional on its
+                # version: a stale one only costs a retry); later tries read again.
+                rec, read = read or self._schedules.get(schedule_id), None
             except NotFound:
                 return "gone", None
             if rec.generation != generation:
