@@ -530,7 +530,9 @@ class DynamoScheduleStore:
             raise NotFound(f"schedule/{schedule_id}")
         return self._record(item)
 
-    def update(self, rec: ScheduleRecord, *, expected_version: int | None) -> ScheduleRecord:
+    def update(
+        self, rec: ScheduleRecord, *, expected_version: int | None, counters: Mapping[str, int] | None = None
+    ) -> ScheduleRecord:
         check_schedule(rec)
         m = self._item
         actions: list[Action] = [
@@ -548,6 +550,9 @@ class DynamoScheduleStore:
             ]
         else:
             actions += [m.due_shard.remove(), m.due_key.remove()]
+        for name, delta in (counters or {}).items():  # same atomic add as add_counters
+            path = m.counters[name]
+            actions.append(path.set((path | 0) + int(delta)))
         condition = m.schedule_id.exists() if expected_version is None else m.version == expected_version
         item = m(rec.schedule_id)
         try:

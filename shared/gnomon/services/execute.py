@@ -355,8 +355,13 @@ class Executor:
             self._count_down(sched, body["nominal_time"], consume=False)
             return Handled("duplicate", run_id)
         now = self._clock.now()
+        action = {"actions": 1}  # emptied when the ledger's write counted it
         verdict, _ = self._ledger(
-            sid, gen, arrival={"run_id": run_id, "overlap": None, "since": fmt(now)}, read=sched
+            sid,
+            gen,
+            arrival={"run_id": run_id, "overlap": None, "since": fmt(now)},
+            read=sched,
+            counted=action,
         )
         if verdict == "gone":
             return Handled("deleted", run_id)
@@ -393,10 +398,13 @@ class Executor:
         try:
             rec = self._runs.create(rec)
         except AlreadyExists:
+            if not action:  # the ledger counted an action that is someone else's: take it back
+                self._schedules.add_counters(sid, {"actions": -1})
             self._count_down(sched, body["nominal_time"], consume=False)
             self._release_if_closed(run_id)
             return Handled("duplicate", run_id)
-        self._schedules.add_counters(sid, {"actions": 1})
+        if action:
+            self._schedules.add_counters(sid, action)
         self._count_down(sched, body["nominal_time"], consume=True)
         handled = self._invoke(rec, definition.doc, sched.doc)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
@@ -729,6 +737,7 @@ class Executor:
         release: str | None = None,
         verify: bool = False,
         read: ScheduleRecord | None = None,
+        counted: dict[str, int] | None = None,
     ) -> tuple[str, ScheduleRecord | None]:
         """One conditional write of a schedule's overlap ledger: `release` leaves what counts as
         running, `arrival` joins the waiting runs, and the overlap policy decides what starts,
@@ -788,11 +797,21 @@ class Executor:
                 new_doc["flight"] = new_flight
             else:
                 new_doc.pop("flight", None)
+            # `counted`: counters the caller wants added if the arrival starts, in the ledger's
+            # own write (one write instead of two: the arrival enters the ledger once).
+            extra = (
+                counted
+                if counted and arrival is not None and any(e["run_id"] == arrival["run_id"] for e in started)
+                else None
+            )
             if new_doc != doc:
                 try:
-                    rec = self._schedules.update(
-                        schedule_record(rec, new_doc, schedule_cursor(rec)), expected_version=rec.version
-                    )
+                    record = schedule_record(rec, new_doc, schedule_cursor(rec))
+                    if extra:
+                        rec = self._schedules.update(record, expected_version=rec.version, counters=extra)
+                        extra.clear()  # done: the caller adds nothing itself
+                    else:
+                        rec = self._schedules.update(record, expected_version=rec.version)
                 except Conflict:
                     continue
             self._carry_out(rec, decision, arrival, running, resend)
