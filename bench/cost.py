@@ -658,9 +658,14 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     usage.lambda_invocations = len(raw["batches"])
     usage.lambda_gb_seconds = sum(gb_seconds(b["modeled_seconds"], memory_w) for b in raw["batches"])
     measured_gbs = sum(gb_seconds(b["seconds"], memory_w) for b in raw["batches"])
-    ticker_extra = sum(max(0.0, s - raw["idle_tick_s"]) for s in raw["ticks"])
-    usage.lambda_gb_seconds += ticker_extra * memory_t / 1024
-    measured_gbs += ticker_extra * memory_t / 1024
+    # The ticker's work beyond its idle tick: its variable requests, one after another.
+    ticker_modeled = sum(
+        DYNAMODB_LATENCY_S if r.service == "dynamodb" else SQS_LATENCY_S
+        for r in variable
+        if r.component == "ticker"
+    )
+    usage.lambda_gb_seconds += ticker_modeled * memory_t / 1024
+    measured_gbs += sum(max(0.0, s - raw["idle_tick_s"]) for s in raw["ticks"]) * memory_t / 1024
 
     by_op: dict[str, dict[str, float]] = {}
     for r in variable:

@@ -121,18 +121,24 @@ class Ticker:
         report = TickReport()
         now = self._clock.now()
         until = now + self.lead
+        waiting: list[DueEntry] = []  # due entries of several shards planned as one page
         for shard in range(self._schedules.shards):
             after: DueEntry | None = None
             while True:
                 if time_left() < reserve:
+                    self._plan_page(waiting, now, now + self.horizon, report)
                     report.complete = False
                     return report
                 entries = self._schedules.due(shard, until, limit=PAGE, after=after)
                 report.due_read += len(entries)
-                self._plan_page(entries, now, now + self.horizon, report)
+                waiting += entries
+                if len(waiting) >= PAGE:
+                    self._plan_page(waiting, now, now + self.horizon, report)
+                    waiting = []
                 if len(entries) < PAGE:
                     break
                 after = entries[-1]
+        self._plan_page(waiting, now, now + self.horizon, report)
         self.sweep(now, report, time_left, reserve)
         return report
 
