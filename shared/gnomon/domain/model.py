@@ -207,7 +207,10 @@ class RetryPolicy(Strict):
 
 
 class HistoryMode(StrEnum):
-    """Whether each firing of a definition is kept as a run."""
+    """Whether each firing of a definition is kept as a run. `on` (default): every firing is
+    recorded as a run, exactly once. `off`: no per-firing record — the target is invoked with
+    `Idempotency-Key` = the firing's run id, at least once (receivers dedupe by the key); runs,
+    stats, overlap policies and `last_success_time` do not cover these firings."""
 
     on = "on"
     """Every firing is recorded as a run — exactly once, however often SQS delivers it — with its
