@@ -1,8 +1,9 @@
-"""`python -m bench [lateness|ticker-scaling|console] [options]`.
+"""`python -m bench [lateness|ticker-scaling|cost|coldstart|console|chaos] [options]`.
 
-Without a sub-command: the three benchmarks in their short form (about 12 minutes on 2 cores),
-then a summary; each writes `bench/results/<name>.json` with the machine's CPU count, Python version,
-date and git commit. Figures only: nothing here asserts a timing.
+Without a sub-command: the short forms of ticker scaling, cost model, cold start, lateness and
+console page loads (~25 minutes on 2 cores), then a summary; each writes
+`bench/results/<name>.json` with the machine's CPU count, Python version, date and git commit.
+Figures only: nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from bench import console, lateness, line_buffered, say, table, ticker_scaling
+from bench import coldstart, console, cost, lateness, line_buffered, say, table, ticker_scaling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ticker_scaling.add_arguments(tick)
+    cost_p = sub.add_parser(
+        "cost",
+        help="$ per million firings from the AWS requests counted per firing",
+        description=cost.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cost.add_arguments(cost_p)
+    cold = sub.add_parser(
+        "coldstart", help="import time of each handler module", description=coldstart.__doc__
+    )
+    coldstart.add_arguments(cold)
     cons = sub.add_parser(
         "console",
         help="console page loads on the local stack (1 000 schedules, 10 000 runs)",
@@ -40,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     console.add_arguments(cons)
-    all_ = sub.add_parser("all", help="all three, short form (the default)")
-    all_.add_argument("--long", action="store_true", help="both in their long form")
+    all_ = sub.add_parser("all", help="all five, short form (the default)")
+    all_.add_argument("--long", action="store_true", help="all in their long form")
     all_.add_argument("--no-write", action="store_true", help="do not write bench/results/*.json")
     all_.add_argument(
         "--quiet-wait", type=float, default=0.0, help="lateness: wait up to N s for an idle machine per load"
@@ -54,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("ticker-scaling", "ticker"):
         ticker_scaling.run(args)
         return 0
+    if args.command == "cost":
+        cost.run(args)
+        return 0
+    if args.command == "coldstart":
+        coldstart.run(args)
+        return 0
     if args.command == "console":
         console.run(args)
         return 0
@@ -63,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     tick_args = tick.parse_args([*(["--long"] if long_form else []), *(["--no-write"] if no_write else [])])
     tick_result = ticker_scaling.run(tick_args)
+    cost.run(cost_p.parse_args(["--no-write"] if no_write else []))
+    coldstart.run(cold.parse_args(["--no-write"] if no_write else []))
     lat_args = lat.parse_args(
         [
             *(["--long"] if long_form else []),
@@ -136,7 +156,9 @@ def summary(tick: dict[str, Any], lat: dict[str, Any], elapsed: float) -> None:
             ],
         )
     )
-    say("results in bench/results/ (lateness.json, ticker_scaling.json, console.json)")
+    say(
+        "results in bench/results/ (ticker_scaling.json, cost.json, coldstart.json, lateness.json, console.json)"
+    )
 
 
 def console_summary(result: dict[str, Any]) -> None:

@@ -57,7 +57,8 @@ def _process(record: dict[str, Any]) -> tuple[str | None, Any]:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    results = list(_pool.map(_process, event.get("Records", [])))
+    with services().per_batch():  # the batch's run counters: one write per counter item
+        results = list(_pool.map(_process, event.get("Records", [])))
     for _, handled in results:
         if handled is None:
             continue

@@ -143,10 +143,12 @@ class ScheduleStore(Protocol):
         """`NotFound(f"schedule/{id}")` if absent."""
         ...
 
-    def update(self, rec: ScheduleRecord, *, expected_version: int | None) -> ScheduleRecord:
+    def update(
+        self, rec: ScheduleRecord, *, expected_version: int | None, counters: Mapping[str, int] | None = None
+    ) -> ScheduleRecord:
         """Replace doc / definition / group / next_fire_at if the stored version is
         `expected_version` (None = any); version + 1. `NotFound`; `Conflict(current=doc)`.
-        Counters are not touched."""
+        Counters are not replaced; `counters` adds deltas to them in the same atomic write."""
         ...
 
     def delete(self, schedule_id: str, *, expected_version: int | None = None) -> None:

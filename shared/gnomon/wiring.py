@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +62,15 @@ class Services:
     stats: Stats
     events: Events
     notifier: Notifier
+
+    @contextlib.contextmanager
+    def per_batch(self) -> Iterator[None]:
+        """A worker batch: its run counters summed and written once at its end, each
+        definition read once."""
+        store = self.run_store
+        counting = store.deferred() if isinstance(store, CountingRunStore) else contextlib.nullcontext()
+        with counting, self.executor.per_batch():
+            yield
 
 
 def build(

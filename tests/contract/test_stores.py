@@ -526,6 +526,16 @@ def test_add_counters(schedules: ScheduleStore) -> None:
         schedules.get("nope")
 
 
+def test_update_adds_counters_in_the_same_conditional_write(schedules: ScheduleStore) -> None:
+    schedules.create(sched("s1"))
+    schedules.add_counters("s1", {"actions": 2})
+    rec = schedules.update(sched("s1", v=2), expected_version=1, counters={"actions": 1, "other": 3})
+    assert dict(rec.counters) == {"actions": 3, "other": 3} and rec.version == 2
+    with pytest.raises(Conflict):  # a failed condition adds nothing
+        schedules.update(sched("s1", v=3), expected_version=1, counters={"actions": 1})
+    assert dict(schedules.get("s1").counters) == {"actions": 3, "other": 3}
+
+
 def test_add_counters_concurrent(schedules: ScheduleStore) -> None:
     schedules.create(sched("s1"))
     results = race(8, lambda i: schedules.add_counters("s1", {"fired": 1, f"w{i % 2}": 1}))

@@ -25,7 +25,7 @@ def test_create_answers_defaults_and_the_signing_secret_once(api: ApiClient) -> 
         "non_retryable_errors": [],
     }
     assert r.body["target"]["method"] == "POST"
-    assert r.body["timeout_seconds"] == 60 and r.body["history"] == {"retention_days": 30}
+    assert r.body["timeout_seconds"] == 60 and r.body["history"] == {"retention_days": 30, "mode": "on"}
     assert r.body["max_consecutive_failures"] == 5 and r.body["triggers"] == []
     assert len(r.body["signing_secret"]) >= 32
     assert r.body["updated_by"] == "arn:aws:iam::000000000000:user/tester"

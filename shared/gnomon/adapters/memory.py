@@ -302,7 +302,9 @@ class MemoryScheduleStore:
                 raise NotFound(f"schedule/{schedule_id}")
             return item.record(schedule_id)
 
-    def update(self, rec: ScheduleRecord, *, expected_version: int | None) -> ScheduleRecord:
+    def update(
+        self, rec: ScheduleRecord, *, expected_version: int | None, counters: Mapping[str, int] | None = None
+    ) -> ScheduleRecord:
         check_schedule(rec)
         doc = json_copy(rec.doc)
         next_fire_at = store_instant(rec.next_fire_at) if rec.next_fire_at is not None else None
@@ -311,6 +313,8 @@ class MemoryScheduleStore:
             item.doc, item.next_fire_at = doc, next_fire_at
             item.generation, item.definition, item.group = rec.generation, rec.definition, rec.group
             item.version += 1
+            for name, delta in (counters or {}).items():
+                item.counters[name] = item.counters.get(name, 0) + int(delta)
             return item.record(rec.schedule_id)
 
     def delete(self, schedule_id: str, *, expected_version: int | None = None) -> None:

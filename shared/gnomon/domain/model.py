@@ -206,8 +206,33 @@ class RetryPolicy(Strict):
     non_retryable_errors: list[str] = Field(default_factory=list)
 
 
+class HistoryMode(StrEnum):
+    """Whether each firing of a definition is kept as a run. `on` (default): every firing is
+    recorded as a run, exactly once. `off`: no per-firing record — the target is invoked with
+    `Idempotency-Key` = the firing's run id, at least once (receivers dedupe by the key); runs,
+    stats, overlap policies and `last_success_time` do not cover these firings."""
+
+    on = "on"
+    """Every firing is recorded as a run — exactly once, however often SQS delivers it — with its
+    attempts, result and error, and the overlap policy applies."""
+    off = "off"
+    """No per-firing record (the cheapest mode): the worker checks the firing against its
+    schedule (stale, paused and deleted firings are still dropped and counted), then invokes the
+    target with `Idempotency-Key` = the run id it would have had, and writes nothing else.
+    At-least-once: a redelivered message invokes the target again with the same key, so
+    receivers dedupe by it. Runs, `recent_actions`, `/v1/stats`, the lateness metric, the
+    `actions` counter and `last_success_time` know nothing of these firings; overlap policies
+    and 202 callbacks do not apply (a 202 counts as done). Retries follow the retry policy
+    (re-sent messages, at most 900 s apart)."""
+
+
 class History(Strict):
     retention_days: int = Field(30, ge=1, le=3650)
+    mode: HistoryMode = Field(
+        HistoryMode.on,
+        description="`on`: every firing recorded as a run, exactly once. `off`: no per-firing "
+        "record, at-least-once delivery with an `Idempotency-Key` (see HistoryMode).",
+    )
 
 
 class NotificationEvent(StrEnum):

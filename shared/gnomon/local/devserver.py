@@ -408,6 +408,12 @@ def _serve_moto(args: argparse.Namespace, announce: Any, stop: threading.Event) 
         serialise_moto_dynamodb()
     except ImportError:
         log.warning("gnomon.local.motolock is missing: moto's DynamoDB is not serialised")
+    try:  # moto's SQS computes O(queue depth) attributes on every send and received message
+        from gnomon.local.motosqs import speed_up_moto_sqs
+
+        speed_up_moto_sqs()
+    except Exception as exc:  # another moto version: run unpatched, only slower
+        log.warning("moto's SQS is not sped up: %r", exc)
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     ddb_writes = [0]

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -44,11 +46,13 @@ from gnomon.domain.runs import (
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import (
     JSON,
+    CatalogRecord,
     CatalogStore,
     Clock,
     FiringQueue,
     Invocation,
     Outcome,
+    OutgoingMessage,
     RunRecord,
     RunStore,
     ScheduleRecord,
@@ -259,6 +263,9 @@ class Executor:
         self._retention = retention_days
         self._sleep = sleep
         self._tasks = tasks
+        self._cache_lock = threading.Lock()
+        self._batches = 0  # open per_batch() blocks
+        self._definitions: dict[str, CatalogRecord] = {}
         self._close_listeners: list[Callable[[RunRecord], None]] = []
         self._notify: Callable[[str, str, JSON], Any] | None = None
 
@@ -278,6 +285,32 @@ class Executor:
                 self._notify(definition, event, details)
             except Exception:  # a notification never fails the run
                 logging.getLogger("gnomon.execute").exception("notification %s failed", event)
+
+    @contextlib.contextmanager
+    def per_batch(self) -> Iterator[None]:
+        """Within the block (a worker's SQS batch, and any batch overlapping it), read each
+        definition once: a batch's firings mostly share one. A definition replaced meanwhile
+        takes effect from the next batch."""
+        with self._cache_lock:
+            self._batches += 1
+        try:
+            yield
+        finally:
+            with self._cache_lock:
+                self._batches -= 1
+                if not self._batches:
+                    self._definitions.clear()
+
+    def _definition(self, name: str) -> CatalogRecord:
+        with self._cache_lock:
+            cached = self._definitions.get(name) if self._batches else None
+        if cached is not None:
+            return cached
+        record = self._catalog.get("definition", name)
+        with self._cache_lock:
+            if self._batches:
+                self._definitions[name] = record
+        return record
 
     def attach_tasks(self, tasks: TaskCreator) -> None:
         """The task use cases that `task` targets create their tasks with."""
@@ -330,17 +363,30 @@ class Executor:
             self._count_down(sched, body["nominal_time"], consume=False)
             return Handled("stale", run_id)
         if sched.doc["state"].get("paused"):
+            if self._history_off(sched.definition):
+                self._count_down(sched, body["nominal_time"], consume=False)
+                self._schedules.add_counters(sid, {"skipped_paused": 1})  # counted, never recorded
+                return Handled("skipped", run_id, RunStatus.skipped.value)
             return self._skip(sched, nominal, "paused", "skipped_paused")
         self._wait_until(scheduled)
         try:
-            definition = self._catalog.get("definition", sched.definition)
+            definition = self._definition(sched.definition)
         except NotFound:
             return self._skip(sched, nominal, "definition_missing", "dropped_stale")
+        if history_off(definition.doc):
+            return self._fire_unrecorded(sched, definition.doc, body, run_id)
         if self._exists(run_id):  # a redelivery of a firing already taken
             self._count_down(sched, body["nominal_time"], consume=False)
             return Handled("duplicate", run_id)
         now = self._clock.now()
-        verdict, _ = self._ledger(sid, gen, arrival={"run_id": run_id, "overlap": None, "since": fmt(now)})
+        action = {"actions": 1}  # emptied when the ledger's write counted it
+        verdict, _ = self._ledger(
+            sid,
+            gen,
+            arrival={"run_id": run_id, "overlap": None, "since": fmt(now)},
+            read=sched,
+            counted=action,
+        )
         if verdict == "gone":
             return Handled("deleted", run_id)
         if verdict in SKIP_COUNTERS:
@@ -376,13 +422,75 @@ class Executor:
         try:
             rec = self._runs.create(rec)
         except AlreadyExists:
+            if not action:  # the ledger counted an action that is someone else's: take it back
+                self._schedules.add_counters(sid, {"actions": -1})
             self._count_down(sched, body["nominal_time"], consume=False)
             self._release_if_closed(run_id)
             return Handled("duplicate", run_id)
-        self._schedules.add_counters(sid, {"actions": 1})
+        if action:
+            self._schedules.add_counters(sid, action)
         self._count_down(sched, body["nominal_time"], consume=True)
         handled = self._invoke(rec, definition.doc, sched.doc)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
+
+    def _history_off(self, definition: str) -> bool:
+        try:
+            return history_off(self._definition(definition).doc)
+        except NotFound:
+            return False
+
+    def _fire_unrecorded(self, sched: ScheduleRecord, definition: JSON, body: JSON, run_id: str) -> Handled:
+        """A firing of a definition with `history.mode` off: invoke the target with the run id
+        as `Idempotency-Key` and record nothing (at-least-once, see `HistoryMode.off`). A failed
+        attempt is retried by sending the firing again, delayed by the retry policy's backoff."""
+        attempt = int(body.get("attempt", 1))
+        if attempt == 1:
+            self._count_down(sched, body["nominal_time"], consume=True)
+        now = self._clock.now()
+        scheduled = parse(body["scheduled_time"])
+        inv = Invocation(
+            run_id=run_id,
+            attempt=attempt,
+            definition=sched.definition,
+            schedule_id=sched.schedule_id,
+            nominal_time=parse(body["nominal_time"]),
+            scheduled_time=scheduled,
+            previous_nominal_time=parse(body["previous_nominal_time"])
+            if body.get("previous_nominal_time")
+            else None,
+            last_success_time=None,
+            input=sched.doc.get("input"),
+            target=definition["target"],
+            signing_secret=str(definition.get("signing_secret", "")),
+            callback_token="",
+            timeout_seconds=float(_timeout(definition, sched.doc)),
+        )
+        try:
+            outcome = self._invoker.invoke(inv)
+        except Exception as exc:  # an invoker bug fails the attempt like a target error
+            outcome = Outcome(status="failed", error={"code": "internal_error", "message": repr(exc)})
+        lateness = (now - scheduled).total_seconds() * 1000 if attempt == 1 else None
+        if outcome.status in ("completed", "accepted"):
+            return Handled("ran", run_id, RunStatus.completed.value, lateness)
+        retry = _retry(definition, sched.doc)
+        code = str((outcome.error or {}).get("code", ""))
+        final = not outcome.retryable or code in set(retry.get("non_retryable_errors", []))
+        if not final and attempt < int(retry.get("max_attempts", 3)):
+            delay = retry_delay(retry, attempt)
+            if outcome.retry_after is not None:
+                delay = min(
+                    max(delay, outcome.retry_after), float(retry.get("maximum_interval_seconds", 300))
+                )
+            self._queue.send(
+                [
+                    OutgoingMessage(
+                        body={**body, "attempt": attempt + 1}, delay_seconds=math.ceil(min(delay, MAX_DELAY))
+                    )
+                ]
+            )
+            return Handled("retry_scheduled", run_id, RunStatus.pending.value, lateness)
+        status = RunStatus.timed_out.value if outcome.status == "timed_out" else RunStatus.failed.value
+        return Handled("ran", run_id, status, lateness)
 
     def _buffer_firing(self, sched: ScheduleRecord, doc: JSON, nominal: str) -> Handled:
         """Record a firing that waits in the overlap buffer: `pending`, no message. It is not an
@@ -654,6 +762,8 @@ class Executor:
         arrival: JSON | None = None,
         release: str | None = None,
         verify: bool = False,
+        read: ScheduleRecord | None = None,
+        counted: dict[str, int] | None = None,
     ) -> tuple[str, ScheduleRecord | None]:
         """One conditional write of a schedule's overlap ledger: `release` leaves what counts as
         running, `arrival` joins the waiting runs, and the overlap policy decides what starts,
@@ -664,7 +774,9 @@ class Executor:
         for _ in range(LEDGER_TRIES):
             now = self._clock.now()
             try:
-                rec = self._schedules.get(schedule_id)
+                # The caller's fresh read serves the first try (the write is conditional on its
+                # version: a stale one only costs a retry); later tries read again.
+                rec, read = read or self._schedules.get(schedule_id), None
             except NotFound:
                 return "gone", None
             if rec.generation != generation:
@@ -702,15 +814,30 @@ class Executor:
             new_doc = dict(doc)
             new_flight: JSON = {"running": running + started, "buffer": decision.buffer}
             if new_flight["running"] or new_flight["buffer"]:
-                new_flight["check_at"] = flight.get("check_at") or fmt(now + SETTLE_AFTER)
+                # The watchdog is for what nobody else would notice: a run left waiting in the
+                # buffer, a self-deleting schedule's completion. A stale running entry alone is
+                # verified by the next arrival — and a watchdog time before the cursor would move
+                # the schedule in the due index (an index delete and put) on every firing.
+                if new_flight["buffer"] or flight.get("check_at") or _deletes_itself(doc):
+                    new_flight["check_at"] = flight.get("check_at") or fmt(now + SETTLE_AFTER)
                 new_doc["flight"] = new_flight
             else:
                 new_doc.pop("flight", None)
+            # `counted`: counters the caller wants added if the arrival starts, in the ledger's
+            # own write (one write instead of two: the arrival enters the ledger once).
+            extra = (
+                counted
+                if counted and arrival is not None and any(e["run_id"] == arrival["run_id"] for e in started)
+                else None
+            )
             if new_doc != doc:
                 try:
-                    rec = self._schedules.update(
-                        schedule_record(rec, new_doc, schedule_cursor(rec)), expected_version=rec.version
-                    )
+                    record = schedule_record(rec, new_doc, schedule_cursor(rec))
+                    if extra:
+                        rec = self._schedules.update(record, expected_version=rec.version, counters=extra)
+                        extra.clear()  # done: the caller adds nothing itself
+                    else:
+                        rec = self._schedules.update(record, expected_version=rec.version)
                 except Conflict:
                     continue
             self._carry_out(rec, decision, arrival, running, resend)
@@ -1022,9 +1149,14 @@ class Executor:
     def _last_success(self, run: RunRecord) -> datetime | None:
         if run.schedule_id is None:
             return None
-        for r in self._runs.recent(run.schedule_id, limit=20):
-            if r.status == RunStatus.completed.value and r.run_id != run.run_id:
-                return parse(r.doc["nominal_time"])
+        # Usually the previous firing's run: a page of 3 (one read unit) before a page of 20.
+        for limit in (3, 20):
+            recent = self._runs.recent(run.schedule_id, limit=limit)
+            for r in recent:
+                if r.status == RunStatus.completed.value and r.run_id != run.run_id:
+                    return parse(r.doc["nominal_time"])
+            if len(recent) < limit:
+                return None
         return None
 
     def _close(
@@ -1177,6 +1309,11 @@ def _retry(definition: JSON, sched_doc: JSON | None) -> JSON:
     return dict(override or definition.get("retry") or {})
 
 
+def history_off(definition: JSON) -> bool:
+    """Whether a definition's firings are delivered without a per-firing record."""
+    return bool((definition.get("history") or {}).get("mode") == "off")
+
+
 def _retention_days(definition: JSON, default: int) -> int:
     return int((definition.get("history") or {}).get("retention_days", default))
 
@@ -1278,6 +1415,10 @@ def _closed(run: RunRecord, now: datetime, retention_days: int) -> RunRecord:
         expires_at=now + timedelta(days=retention_days),
         version=run.version,
     )
+
+
+def _deletes_itself(doc: JSON) -> bool:
+    return bool(doc["policies"].get("action_after_completion") == "delete")
 
 
 def _verdict(decision: Admission, run_id: str) -> str:

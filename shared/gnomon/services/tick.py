@@ -56,6 +56,19 @@ BUFFER_WATCHDOG = timedelta(hours=1)  # how often the sweep asks after a buffere
 SETTLE_AFTER = timedelta(seconds=120)  # the overlap ledger's watchdog period (beyond the horizon)
 FINISH_RECHECK = timedelta(seconds=60)  # a self-deleting schedule not yet done looks again this late
 LAST_FIRING_GRACE = timedelta(seconds=MAX_DELAY + 60)  # how long a last firing may still be on its way
+REFILL_LEAD = timedelta(seconds=120)  # a tick re-plans schedules due within this (or horizon / 3)
+
+
+@dataclass
+class _Prepared:
+    """A schedule's planning, between preparing it and writing it."""
+
+    rec: ScheduleRecord
+    record: ScheduleRecord
+    messages: list[OutgoingMessage]
+    missed: int
+    missed_runs: list[RunRecord]
+    skipped_paused: int
 
 
 @dataclass
@@ -96,6 +109,11 @@ class Ticker:
         self._clock = clock
         self._compile = compile
         self.horizon = timedelta(seconds=min(max(horizon_seconds, 1.0), MAX_DELAY))
+        # A tick takes the schedules due within `lead` and plans each up to the horizon: a
+        # schedule is written (and moved in the due index) once per horizon − lead of its
+        # firings, not once per tick. `lead` must cover the time to the next tick (60 s in AWS,
+        # at most a third of the horizon in `gnomon dev`) so nothing is planned late.
+        self.lead = min(self.horizon, max(REFILL_LEAD, self.horizon / 3))
         self._notify: Callable[[str, str, JSON], Any] | None = None
 
     def attach_notifier(self, notify: Callable[[str, str, JSON], Any]) -> None:
@@ -108,23 +126,25 @@ class Ticker:
         (report.complete False) when fewer than `reserve` seconds are left."""
         report = TickReport()
         now = self._clock.now()
-        until = now + self.horizon
+        until = now + self.lead
+        waiting: list[DueEntry] = []  # due entries of several shards planned as one page
         for shard in range(self._schedules.shards):
             after: DueEntry | None = None
             while True:
                 if time_left() < reserve:
+                    self._plan_page(waiting, now, now + self.horizon, report)
                     report.complete = False
                     return report
                 entries = self._schedules.due(shard, until, limit=PAGE, after=after)
                 report.due_read += len(entries)
-                for entry in entries:
-                    try:
-                        self.plan(entry.schedule_id, now=now, report=report, finishing=True)
-                    except Exception as exc:  # one bad schedule must not stop the others
-                        report.errors.append(f"{entry.schedule_id}: {exc!r}")
+                waiting += entries
+                if len(waiting) >= PAGE:
+                    self._plan_page(waiting, now, now + self.horizon, report)
+                    waiting = []
                 if len(entries) < PAGE:
                     break
                 after = entries[-1]
+        self._plan_page(waiting, now, now + self.horizon, report)
         self.sweep(now, report, time_left, reserve)
         return report
 
@@ -164,6 +184,75 @@ class Ticker:
     def _plan_record(
         self, rec: ScheduleRecord, now: datetime, until: datetime, report: TickReport, finishing: bool
     ) -> int:
+        prepared = self._prepare(rec, now, until, report, finishing)
+        if prepared is None:
+            return 0
+        # Enqueue first, then advance: dying in between only enqueues twice (deduplicated by run id).
+        if prepared.messages:
+            self._queue.send(prepared.messages)
+        return self._commit(prepared, report)
+
+    def _plan_page(self, entries: list[DueEntry], now: datetime, until: datetime, report: TickReport) -> None:
+        """Plan a page of due schedules with one `send` for all their messages (SendMessageBatch
+        takes 10 a call: firings of different schedules share calls), then advance each. A
+        schedule whose advance meets a change is planned again on its own."""
+        prepared: list[_Prepared] = []
+        for entry in entries:
+            try:
+                rec = self._schedules.get(entry.schedule_id)
+                if rec.next_fire_at is None or rec.next_fire_at > until:
+                    continue
+                p = self._prepare(rec, now, until, report, True)
+            except NotFound:
+                continue
+            except Exception as exc:  # one bad schedule must not stop the others
+                report.errors.append(f"{entry.schedule_id}: {exc!r}")
+                continue
+            if p is not None:
+                prepared.append(p)
+        messages = [m for p in prepared for m in p.messages]
+        if messages:
+            self._queue.send(messages)
+        for p in prepared:
+            try:
+                sent = self._commit(p, report)
+            except Conflict:
+                report.conflicts += 1
+                self.plan(p.rec.schedule_id, now=now, report=report, finishing=True)
+                continue
+            except Exception as exc:
+                report.errors.append(f"{p.rec.schedule_id}: {exc!r}")
+                continue
+            report.schedules_advanced += 1
+            report.firings_enqueued += sent
+
+    def _commit(self, p: _Prepared, report: TickReport) -> int:
+        """Advance a prepared schedule (its messages were sent) and record what it missed."""
+        rec = p.rec
+        self._schedules.update(p.record, expected_version=rec.version)
+        if p.missed:
+            for run in p.missed_runs:
+                with contextlib.suppress(AlreadyExists):  # recorded by an earlier tick
+                    self._runs.create(run)
+            self._schedules.add_counters(rec.schedule_id, {"missed_catchup_window": p.missed})
+            report.missed += p.missed
+            if self._notify is not None:
+                details = {
+                    "schedule_id": rec.schedule_id,
+                    "missed": p.missed,
+                    "nominal_times": [r.doc["nominal_time"] for r in p.missed_runs[:100]],
+                }
+                with contextlib.suppress(Exception):  # a notification never fails the tick
+                    self._notify(rec.definition, "missed", details)
+        if p.skipped_paused:
+            self._schedules.add_counters(rec.schedule_id, {"skipped_paused": p.skipped_paused})
+        return sum(1 for m in p.messages if m.body.get("kind") == "firing")
+
+    def _prepare(
+        self, rec: ScheduleRecord, now: datetime, until: datetime, report: TickReport, finishing: bool
+    ) -> _Prepared | None:
+        """What planning `rec` means — messages to send, the advanced record, what it missed —
+        or None when nothing changes (or a finished self-deleting schedule was deleted)."""
         doc = dict(rec.doc)
         state = dict(doc["state"])
         cursor = schedule_cursor(rec)
@@ -220,35 +309,17 @@ class Ticker:
                 with contextlib.suppress(NotFound, Conflict):  # changed meanwhile: next tick looks again
                     self._schedules.delete(rec.schedule_id, expected_version=rec.version)
                     report.schedules_completed += 1
-                return 0
+                return None
             elif not doc.get("finish_at") or parse(doc["finish_at"]) <= until:
                 doc["finish_at"] = fmt(now + self.horizon + FINISH_RECHECK)
                 changed = True
         elif doc.pop("finish_at", None) is not None:
             changed = True
         if not changed:
-            return 0
-        # Enqueue first, then advance: dying in between only enqueues twice (deduplicated by run id).
-        if messages:
-            self._queue.send(messages)
-        self._schedules.update(schedule_record(rec, doc, cursor), expected_version=rec.version)
-        if missed:
-            for run in missed_runs:
-                with contextlib.suppress(AlreadyExists):  # recorded by an earlier tick
-                    self._runs.create(run)
-            self._schedules.add_counters(rec.schedule_id, {"missed_catchup_window": missed})
-            report.missed += missed
-            if self._notify is not None:
-                details = {
-                    "schedule_id": rec.schedule_id,
-                    "missed": missed,
-                    "nominal_times": [r.doc["nominal_time"] for r in missed_runs[:100]],
-                }
-                with contextlib.suppress(Exception):  # a notification never fails the tick
-                    self._notify(rec.definition, "missed", details)
-        if skipped_paused:
-            self._schedules.add_counters(rec.schedule_id, {"skipped_paused": skipped_paused})
-        return sum(1 for m in messages if m.body.get("kind") == "firing")
+            return None
+        return _Prepared(
+            rec, schedule_record(rec, doc, cursor), messages, missed, missed_runs, skipped_paused
+        )
 
     def _plan_firings(
         self,
