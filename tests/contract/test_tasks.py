@@ -436,6 +436,30 @@ def test_concurrent_reserves_never_share_a_task(tasks: Tasks, clock: FakeClock) 
     assert tasks.reserve("jobs", "late", 60) is None
 
 
+def test_eight_workers_drain_forty_tasks_each_reserved_once(tasks: Tasks, clock: FakeClock) -> None:
+    for i in range(40):
+        tasks.create("drain", task_id=f"d{i:02}")
+        clock.advance(0.001)
+
+    def worker(i: int) -> list[str]:
+        mine: list[str] = []
+        while (task := tasks.reserve("drain", f"w{i}", 60)) is not None:
+            mine.append(task["task_id"])
+            tasks.complete(task["task_id"], f"w{i}", {"by": i})
+        return mine
+
+    got = race(8, worker)
+    assert not [g for g in got if isinstance(g, Exception)], got
+    reserved = [t for g in got if isinstance(g, list) for t in g]
+    assert sorted(reserved) == [f"d{i:02}" for i in range(40)]  # every task, each exactly once
+    for g in got:
+        assert isinstance(g, list)
+        for task_id in g:
+            done = tasks.get(task_id)
+            assert done["status"] == "completed" and done["attempts"] == 0
+            assert done["result"] == {"by": got.index(g)}
+
+
 def test_concurrent_reserves_of_fewer_tasks(tasks: Tasks, clock: FakeClock) -> None:
     for i in range(3):
         tasks.create("jobs", task_id=f"j{i}")
