@@ -75,6 +75,7 @@ class Faults:
         self._tls = threading.local()
         self._fallback = random.Random(seed)
         self._once: list[_Once] = []
+        self._scripted: list[tuple[str, str]] = []
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -89,6 +90,12 @@ class Faults:
         with self._lock:
             self._once.append(hook)
         return hook
+
+    def script(self, operation: str, kind: str) -> None:
+        """Inject `kind` (`throttle`, `ambiguous` or `ambiguous_retried`) into the next
+        `operation` request, whatever the probabilities say (regression tests)."""
+        with self._lock:
+            self._scripted.append((operation, kind))
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[Faults]:
@@ -148,7 +155,11 @@ class Faults:
                 self.counts["spared_counter_write"] += 1
             return moto(event_name=event_name, request=request, **kwargs)
         rng = self._rng()
-        roll = rng.random()
+        with self._lock:
+            kind = next((k for op, k in self._scripted if op == operation), None)
+            if kind is not None:
+                self._scripted.remove((operation, kind))
+        roll = rng.random() if kind is None else {"throttle": -1.0}.get(kind, 2.0)
         if roll < self.p_throttle:
             code = THROTTLE_CODES[rng.randrange(2)]
             self._count(f"throttle:{code}")
@@ -156,12 +167,12 @@ class Faults:
             return _response(request.url, 400, body)
         response = moto(event_name=event_name, request=request, **kwargs)
         if operation in WRITES and response is not None and response.status_code < 300:
-            roll = rng.random()
+            roll = rng.random() if kind is None else {"ambiguous": -1.0, "ambiguous_retried": 2.0}[kind]
             if roll < self.p_ambiguous:
                 self._count("ambiguous")
                 self._tls.no_retry = True  # the caller sees this error
                 raise ReadTimeoutError(endpoint_url=request.url)
-            if roll < self.p_ambiguous + self.p_ambiguous_retried:
+            if roll < self.p_ambiguous + self.p_ambiguous_retried or kind == "ambiguous_retried":
                 self._count("ambiguous_retried")
                 raise ReadTimeoutError(endpoint_url=request.url)  # the SDK retries it
         return response
