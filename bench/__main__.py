@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from bench import lateness, line_buffered, say, table, ticker_scaling
+from bench import chaos, lateness, line_buffered, say, table, ticker_scaling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ticker_scaling.add_arguments(tick)
+    cha = sub.add_parser(
+        "chaos",
+        help="≥ 10 000 firings under injected faults: lost, doubles, inconsistencies",
+        description=chaos.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chaos.add_arguments(cha)
     all_ = sub.add_parser("all", help="both, short form (the default)")
     all_.add_argument("--long", action="store_true", help="both in their long form")
     all_.add_argument("--no-write", action="store_true", help="do not write bench/results/*.json")
@@ -47,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("ticker-scaling", "ticker"):
         ticker_scaling.run(args)
         return 0
+    if args.command == "chaos":
+        return 0 if chaos.run(args)["result"]["clean"] else 1
 
     long_form = bool(getattr(args, "long", False))
     no_write = bool(getattr(args, "no_write", False))

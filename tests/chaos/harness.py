@@ -34,7 +34,7 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,8 +76,8 @@ class ChaosConfig:
     seed: int = 7
     schedules: int = 12
     duration_s: int = 900  # virtual seconds during which the schedules fire
-    every: tuple[int, ...] = (10, 15, 20, 30)
-    tick_every_s: int = 20
+    every: tuple[int, ...] = (5, 10, 15, 20)
+    tick_every_s: int = 30
     horizon_s: float = 60.0
     tickers: tuple[int, int] = (2, 4)  # concurrent tickers per tick: min, max
     workers: int = 3  # worker containers
@@ -94,6 +94,18 @@ class ChaosConfig:
 
 class WorkerCrash(BaseException):
     """The worker process dies (not an Exception: nothing in gnomon catches it)."""
+
+
+def intervals(cfg: ChaosConfig) -> list[int]:
+    """Each schedule's interval in seconds (seeded)."""
+    rng = random.Random(cfg.seed)
+    return [rng.choice(cfg.every) for _ in range(cfg.schedules)]
+
+
+def duration_for(cfg: ChaosConfig, firings: int) -> int:
+    """The virtual duration that makes `cfg`'s schedules fire at least `firings` times."""
+    rate = sum(1 / e for e in intervals(cfg))
+    return int(firings / rate) + 2 * max(cfg.every) + 5
 
 
 def _roll(seed: int, *key: object) -> float:
@@ -119,8 +131,11 @@ def moto_aws() -> Iterator[dict[str, Any]]:
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
+        # Two shards of the due and active indexes (a deploy setting; 8 by default): every tick
+        # queries each shard, and a small fleet does not need eight.
+        "GNOMON_DUE_SHARDS": "2",
     }
-    cleared = ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "GNOMON_DUE_SHARDS"]
+    cleared = ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"]
     saved = {k: os.environ.get(k) for k in [*env, *cleared, *TABLE_ENV]}
     os.environ.update(env)
     for k in cleared:
@@ -220,6 +235,8 @@ class Chaos:
         self.schedule_ids: list[str] = []
         self.end = T0 + timedelta(seconds=cfg.duration_s)
         self.finished_at: datetime | None = None
+        # Set by race tests: the target's outcome per invocation ("completed" | "failed").
+        self.script: Callable[[Invocation], str] | None = None
         self.wall_s = 0.0
 
     def _container(self, name: str) -> Container:
@@ -256,36 +273,46 @@ class Chaos:
     def setup(self) -> None:
         """Two definitions (3 attempts with 1 s back-off; 1 attempt) and interval schedules
         with a mix of overlap policies, all firing in [T0 + 5 s, T0 + duration]."""
-        s = self.admin.services
+        self.definitions()
+        policies = ["allow_all"] * 7 + ["skip"] * 2 + ["buffer_one"]
+        for i, every in enumerate(intervals(self.cfg)):
+            self.add_schedule(
+                f"chaos-{i:03d}",
+                every,
+                offset=i % every,
+                overlap=policies[i % len(policies)],
+                definition="job" if i % 4 else "job-once",
+            )
+
+    def definitions(self) -> None:
         retry3 = {"max_attempts": 3, "initial_interval_seconds": 1, "backoff_coefficient": 2.0}
         for name, retry in (("job", retry3), ("job-once", {"max_attempts": 1})):
-            s.definitions.create(
+            self.admin.services.definitions.create(
                 DefinitionBody.model_validate(
                     {"name": name, "target": {"type": "http", "url": "https://example.com/h"}, "retry": retry}
                 ),
                 CALLER,
             )
-        rng = random.Random(self.cfg.seed)
-        policies = ["allow_all"] * 5 + ["skip"] * 3 + ["buffer_one"] * 2
-        for i in range(self.cfg.schedules):
-            every = rng.choice(self.cfg.every)
-            sid = f"chaos-{i:03d}"
-            body = {
-                "schedule_id": sid,
-                "definition": "job" if i % 4 else "job-once",
-                "spec": {
-                    "intervals": [{"every_seconds": every, "offset_seconds": i % every}],
-                    "start_at": fmt(T0 + timedelta(seconds=5)),
-                    "end_at": fmt(self.end),
-                },
-                "policies": {"overlap": policies[i % len(policies)]},
-            }
-            s.schedules.create(ScheduleCreate.model_validate(body), CALLER)
-            self.schedule_ids.append(sid)
+
+    def add_schedule(
+        self, sid: str, every: int, *, offset: int = 0, overlap: str = "allow_all", definition: str = "job"
+    ) -> None:
+        body = {
+            "schedule_id": sid,
+            "definition": definition,
+            "spec": {
+                "intervals": [{"every_seconds": every, "offset_seconds": offset}],
+                "start_at": fmt(T0 + timedelta(seconds=5)),
+                "end_at": fmt(self.end),
+            },
+            "policies": {"overlap": overlap},
+        }
+        self.admin.services.schedules.create(ScheduleCreate.model_validate(body), CALLER)
+        self.schedule_ids.append(sid)
 
     # -- the simulation -----------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, progress: Callable[[Chaos], None] | None = None) -> None:
         started = time.monotonic()
         cfg = self.cfg
         next_tick = T0
@@ -299,11 +326,14 @@ class Chaos:
                 n = rng.randint(*cfg.tickers)
                 self.count("concurrent_tickers", n)
                 threads = [
-                    threading.Thread(target=self._tick, args=(self.tickers[i], self.ticks, i)) for i in range(n)
+                    threading.Thread(target=self._tick, args=(self.tickers[i], self.ticks, i))
+                    for i in range(n)
                 ]
                 for t in threads:
                     t.start()
                 next_tick = now + timedelta(seconds=cfg.tick_every_s)
+                if progress is not None:
+                    progress(self)
             self._deliver_visible()
             for t in threads:
                 t.join()
@@ -346,7 +376,9 @@ class Chaos:
                     self.count("duplicate")
                     other = self.workers[(msg.seq + msg.receive_count + 1) % len(self.workers)]
                     pair = [
-                        threading.Thread(target=self.process, args=(w, msg, f"{msg.message_id}-{msg.receive_count}-{k}"))
+                        threading.Thread(
+                            target=self.process, args=(w, msg, f"{msg.message_id}-{msg.receive_count}-{k}")
+                        )
                         for k, w in enumerate((worker, other))
                     ]
                     for t in pair:
@@ -442,9 +474,14 @@ class _Target:
                 )
                 second.start()
                 second.join()  # the second delivery is handled while this call still runs
-        failed = _roll(cfg.seed, "fail", *key) < cfg.p_fail
+        if chaos.script is not None:
+            failed = chaos.script(inv) == "failed"
+        else:
+            failed = _roll(cfg.seed, "fail", *key) < cfg.p_fail
         with chaos.lock:
-            chaos.invoked.append(Invoked(inv.run_id, inv.attempt, self._worker, "failed" if failed else "completed"))
+            chaos.invoked.append(
+                Invoked(inv.run_id, inv.attempt, self._worker, "failed" if failed else "completed")
+            )
         if failed:
             return Outcome(status="failed", error={"code": "http_503", "message": "chaos: target failed"})
         return Outcome(status="completed", result={"ok": True})
@@ -572,7 +609,9 @@ class Audit:
                 "running": sum(r.status == "running" for r in runs_),
                 "pending": sum(r.status == "pending" for r in runs_),
                 "completed_today": sum(r.status == "completed" and _closed_on(r, day) for r in runs_),
-                "failed_today": sum(r.status in ("failed", "timed_out") and _closed_on(r, day) for r in runs_),
+                "failed_today": sum(
+                    r.status in ("failed", "timed_out") and _closed_on(r, day) for r in runs_
+                ),
             }
             for name, value in want.items():
                 if got[name] != value:
@@ -599,12 +638,16 @@ def _history_problems(doc: dict[str, Any], invoked: dict[str, int]) -> list[str]
         out.append(f"attempt numbers {numbers}")
     if int(doc.get("attempt", 0)) != len(attempts):
         out.append(f"attempt {doc.get('attempt')} with {len(attempts)} attempts recorded")
-    for x in attempts[:-1]:
-        if x["status"] not in ("failed", "timed_out"):
-            out.append(f"attempt {x['attempt']} {x['status']} but not the last")
-    for x in attempts:
-        if x.get("closed_at") and parse(x["closed_at"]) < parse(x["started_at"]):
-            out.append(f"attempt {x['attempt']} closed before it started")
+    out += [
+        f"attempt {x['attempt']} {x['status']} but not the last"
+        for x in attempts[:-1]
+        if x["status"] not in ("failed", "timed_out")
+    ]
+    out += [
+        f"attempt {x['attempt']} closed before it started"
+        for x in attempts
+        if x.get("closed_at") and parse(x["closed_at"]) < parse(x["started_at"])
+    ]
     if status == "skipped":
         if attempts or not doc.get("reason"):
             out.append(f"skipped with {len(attempts)} attempts, reason {doc.get('reason')!r}")
@@ -622,7 +665,7 @@ def _history_problems(doc: dict[str, Any], invoked: dict[str, int]) -> list[str]
     return out
 
 
-def run_chaos(cfg: ChaosConfig) -> tuple[Chaos, Audit]:
+def run_chaos(cfg: ChaosConfig, progress: Callable[[Chaos], None] | None = None) -> tuple[Chaos, Audit]:
     """One whole chaos run: moto, setup, the simulation with faults, the audit."""
     faults = Faults(
         cfg.seed,
@@ -636,7 +679,7 @@ def run_chaos(cfg: ChaosConfig) -> tuple[Chaos, Audit]:
         chaos.setup()
         faults.enabled = True
         try:
-            chaos.run()
+            chaos.run(progress)
         finally:
             faults.enabled = False
         return chaos, chaos.audit()
