@@ -18,7 +18,7 @@ from tests.chaos.harness import Chaos, ChaosConfig, moto_aws, run_chaos
 def test_chaos_short_form_loses_nothing_and_doubles_nothing() -> None:
     """A few hundred firings through 2–4 concurrent tickers and three workers, with every
     fault injected; counter increments are spared (see `ChaosConfig.spare_counters`)."""
-    cfg = ChaosConfig(seed=7, schedules=6, duration_s=300, spare_counters=True)
+    cfg = ChaosConfig(seed=7, schedules=6, duration_s=240, spare_counters=True)
     chaos, audit = run_chaos(cfg)
     # Every injector fired.
     assert chaos.injected["duplicate"] > 0
@@ -30,7 +30,8 @@ def test_chaos_short_form_loses_nothing_and_doubles_nothing() -> None:
     assert chaos.faults.counts["ambiguous"] > 0
     assert chaos.faults.counts["ambiguous_retried"] > 0
     throttled = sum(n for k, n in chaos.faults.counts.items() if k.startswith("throttle"))
-    assert 0.15 < throttled / sum(chaos.faults.requests.values()) < 0.25
+    exposed = sum(chaos.faults.requests.values()) - chaos.faults.counts["spared_counter_write"]
+    assert 0.15 < throttled / exposed < 0.25  # 20 % of the requests that may be faulted
     # ... and did what it is meant to do.
     assert chaos.outcomes["duplicate"] > 0  # redeliveries found their run taken
     assert chaos.tick_reports["conflicts"] > 0  # tickers raced on schedules
