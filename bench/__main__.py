@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from bench import coldstart, console, cost, lateness, line_buffered, say, table, ticker_scaling
+from bench import chaos, coldstart, console, cost, lateness, line_buffered, say, table, ticker_scaling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     console.add_arguments(cons)
+    cha = sub.add_parser(
+        "chaos",
+        help="≥ 10 000 firings under injected faults: lost, doubles, inconsistencies",
+        description=chaos.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chaos.add_arguments(cha)
     all_ = sub.add_parser("all", help="all five, short form (the default)")
     all_.add_argument("--long", action="store_true", help="all in their long form")
     all_.add_argument("--no-write", action="store_true", help="do not write bench/results/*.json")
@@ -75,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "console":
         console.run(args)
         return 0
+    if args.command == "chaos":
+        return 0 if chaos.run(args)["result"]["clean"] else 1
 
     long_form = bool(getattr(args, "long", False))
     no_write = bool(getattr(args, "no_write", False))

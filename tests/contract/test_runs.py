@@ -461,6 +461,7 @@ def test_active(runs: RunStore) -> None:
 
 def test_dynamo_run_item_layout(runs_table: str) -> None:
     import json
+    import re
     import zlib
 
     import boto3
@@ -486,6 +487,8 @@ def test_dynamo_run_item_layout(runs_table: str) -> None:
     got = item("s#nightly", sk)
     # the document: zlib-compressed compact JSON (one write unit where plain JSON took two)
     assert json.loads(zlib.decompress(got.pop("docz")["B"])) == fired_rec.doc
+    # A fresh token per write: a writer recognises its own write when the answer was lost.
+    assert re.fullmatch(r"[0-9a-f]{32}", got.pop("write_token")["S"])
     assert got == {
         "pk": {"S": "s#nightly"},
         "sk": {"S": sk},
@@ -514,6 +517,7 @@ def test_dynamo_run_item_layout(runs_table: str) -> None:
         "status",
         "time_shard",
         "time_key",
+        "write_token",
     }
     assert job["time_shard"] == {"S": str(shard_of("job-1234", 4))}
     assert item("id#job-1234", "ptr") == {

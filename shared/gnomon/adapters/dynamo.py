@@ -48,6 +48,7 @@ import json
 import os
 import random
 import time
+import uuid
 import zlib
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Mapping
@@ -170,6 +171,13 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+def _cause_code(e: Exception) -> str | None:
+    """The DynamoDB error code behind a pynamodb error (pynamodb's own `cause_response_code`
+    raises AttributeError when the cause is not a ClientError, e.g. a read timeout)."""
+    response = getattr(getattr(e, "cause", None), "response", None)
+    return (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
+
+
 class _Cancelled(Exception):
     """A transaction cancelled by a failed condition or a concurrent transaction."""
 
@@ -181,7 +189,7 @@ def _transact(connection: Connection, puts: list[tuple[Model, Condition]]) -> No
                 tx.save(item, condition=condition)
     except TransactWriteError as e:
         codes = {r.code for r in e.cancellation_reasons if r is not None}
-        if e.cause_response_code == "TransactionCanceledException" and codes <= _RETRYABLE_REASONS:
+        if _cause_code(e) == "TransactionCanceledException" and codes <= _RETRYABLE_REASONS:
             raise _Cancelled() from e
         raise
 
@@ -298,10 +306,10 @@ class DynamoCatalogStore:
                 item(_pk(kind, name), _CURRENT).delete(condition=condition)
                 return
             except DeleteError as e:
-                if e.cause_response_code == _TRANSACTION_CONFLICT:
+                if _cause_code(e) == _TRANSACTION_CONFLICT:
                     _backoff(attempt)
                     continue
-                if e.cause_response_code != _CONDITION_FAILED:
+                if _cause_code(e) != _CONDITION_FAILED:
                     raise
             cur = self._read(kind, name) if expected_version is not None else None
             if cur is None:
@@ -517,7 +525,7 @@ class DynamoScheduleStore:
         try:
             item.save(condition=self._item.schedule_id.does_not_exist())
         except PutError as e:
-            if e.cause_response_code == _CONDITION_FAILED:
+            if _cause_code(e) == _CONDITION_FAILED:
                 raise AlreadyExists(
                     f"schedule/{rec.schedule_id} already exists", {"resource": f"schedule/{rec.schedule_id}"}
                 ) from None
@@ -558,7 +566,7 @@ class DynamoScheduleStore:
         try:
             item.update(actions, condition=condition)  # returns ALL_NEW into `item`
         except UpdateError as e:
-            if e.cause_response_code != _CONDITION_FAILED:
+            if _cause_code(e) != _CONDITION_FAILED:
                 raise
             raise self._failed(rec.schedule_id, expected_version) from None
         return self._record(item)
@@ -569,7 +577,7 @@ class DynamoScheduleStore:
         try:
             m(schedule_id).delete(condition=condition)
         except DeleteError as e:
-            if e.cause_response_code != _CONDITION_FAILED:
+            if _cause_code(e) != _CONDITION_FAILED:
                 raise
             raise self._failed(schedule_id, expected_version) from None
 
@@ -638,7 +646,7 @@ class DynamoScheduleStore:
         try:
             m(schedule_id).update(actions, condition=m.schedule_id.exists())
         except UpdateError as e:
-            if e.cause_response_code != _CONDITION_FAILED:
+            if _cause_code(e) != _CONDITION_FAILED:
                 raise  # a missing schedule is a no-op; anything else is not
 
     # internals
@@ -712,7 +720,7 @@ class DynamoRequestLog:
                 m(key, fingerprint=fingerprint, expires_at=expires_at).save(condition=absent)
                 return None
             except PutError as e:
-                if e.cause_response_code != _CONDITION_FAILED:
+                if _cause_code(e) != _CONDITION_FAILED:
                     raise
             try:
                 existing = m.get(key, consistent_read=True)
@@ -733,7 +741,7 @@ class DynamoRequestLog:
         try:
             m(key).update([m.status.set(status), m.body.set(json.dumps(body))], condition=m.pk.exists())
         except UpdateError as e:
-            if e.cause_response_code != _CONDITION_FAILED:
+            if _cause_code(e) != _CONDITION_FAILED:
                 raise
 
     def release(self, key: str) -> None:
@@ -742,7 +750,7 @@ class DynamoRequestLog:
         try:
             m(key).delete(condition=m.status.does_not_exist())
         except DeleteError as e:
-            if e.cause_response_code != _CONDITION_FAILED:
+            if _cause_code(e) != _CONDITION_FAILED:
                 raise
 
 
@@ -785,6 +793,10 @@ class _RunItem(Model):
     time_key = UnicodeAttribute()  # "<sortable nominal>#<run_id>" (= sk without "r#")
     active_shard = UnicodeAttribute(null=True)  # both absent when active_at is None: sparse
     active_key = UnicodeAttribute(null=True)  # "<sortable active_at>#<run_id>"
+    # A token fresh for every write, so a writer can tell its own write from another's when the
+    # answer was lost: a response lost in transit (the error it gets is ambiguous) or one the
+    # SDK retried, whose retry then fails on the condition its first try already satisfied.
+    write_token = UnicodeAttribute(null=True)
 
     by_time = _RunByTime()
     active = _RunActive()
@@ -889,6 +901,7 @@ class DynamoRunStore:
             expires_at=rec.expires_at,
             time_shard=str(shard_of(rec.run_id, TIME_SHARDS)),
             time_key=run_time_key(nominal, rec.run_id),
+            write_token=uuid.uuid4().hex,
         )
         if rec.active_at is not None:
             item.active_shard = str(shard_of(rec.run_id, self.shards))
@@ -906,12 +919,16 @@ class DynamoRunStore:
                     )
                 return self._record(item)
             except PutError as e:
-                if e.cause_response_code != _CONDITION_FAILED:
-                    raise
+                if _cause_code(e) != _CONDITION_FAILED:
+                    return self._record(self._raise_unless_own(rec.run_id, item.write_token))
             except _Cancelled:
                 pass
+            except Exception:
+                return self._record(self._raise_unless_own(rec.run_id, item.write_token))
             existing = self._read(rec.run_id)
             if existing is not None:
+                if existing.write_token == item.write_token:
+                    return self._record(existing)  # our own put, retried after its answer was lost
                 raise already_exists_run(rec.run_id, unpack_doc(existing))
             if not located:
                 # TTL deletes a run but not its pointer: a pointer to nothing must not block a
@@ -946,6 +963,8 @@ class DynamoRunStore:
         actions.append(
             m.expires_at.set(rec.expires_at) if rec.expires_at is not None else m.expires_at.remove()
         )
+        token = uuid.uuid4().hex
+        actions.append(m.write_token.set(token))
         # The key pins run_id, schedule (or definition) and nominal_time; `definition` is pinned
         # too, so a record that would move the run fails like in the memory store.
         condition = (m.version == expected_version) & (m.definition == rec.definition)
@@ -955,12 +974,18 @@ class DynamoRunStore:
                 item.update(actions, condition=condition)  # returns ALL_NEW into `item`
                 return self._record(item)
             except UpdateError as e:
-                if e.cause_response_code == _TRANSACTION_CONFLICT:
+                code = _cause_code(e)
+                if code == _TRANSACTION_CONFLICT:
                     _backoff(attempt)
                     continue
-                if e.cause_response_code != _CONDITION_FAILED:
-                    raise
-            raise self._failed(rec, expected_version)
+                if code != _CONDITION_FAILED:
+                    return self._record(self._raise_unless_own(rec.run_id, token))
+            except Exception:
+                return self._record(self._raise_unless_own(rec.run_id, token))
+            cur = self._read(rec.run_id)
+            if cur is not None and cur.write_token == token:
+                return self._record(cur)  # our own update, retried after its answer was lost
+            raise self._failed(rec, expected_version, cur)
         raise Conflict(f"run/{rec.run_id}: too much contention", current=None)
 
     def list(
@@ -1049,13 +1074,24 @@ class DynamoRunStore:
                 tx.delete(pointer, condition=(p.run_pk == pointer.run_pk) & (p.run_sk == pointer.run_sk))
         except TransactWriteError as e:
             codes = {r.code for r in e.cancellation_reasons if r is not None}
-            if e.cause_response_code != "TransactionCanceledException" or not codes <= _RETRYABLE_REASONS:
+            if _cause_code(e) != "TransactionCanceledException" or not codes <= _RETRYABLE_REASONS:
                 raise
 
-    def _failed(self, rec: RunRecord, expected_version: int) -> Exception:
-        """The error for a failed update condition: re-read to tell NotFound, a moved record
-        (ValueError, as in the memory store) and Conflict apart."""
-        cur = self._read(rec.run_id)
+    def _raise_unless_own(self, run_id: str, token: str | None) -> _RunItem:
+        """After a write that failed without a verdict (a lost answer, a throttle, a timeout):
+        the item if that write took effect after all (it carries the write's token); otherwise
+        re-raise the write's error (the exception being handled)."""
+        try:
+            item = self._read(run_id)
+        except Exception:
+            item = None
+        if item is None or token is None or item.write_token != token:
+            raise  # called from an `except` block: re-raises the write's error
+        return item
+
+    def _failed(self, rec: RunRecord, expected_version: int, cur: _RunItem | None) -> Exception:
+        """The error for a failed update condition, from the item as re-read after it (`cur`):
+        NotFound, a moved record (ValueError, as in the memory store) or Conflict."""
         if cur is None:
             return NotFound(f"run/{rec.run_id}")
         stored = self._record(cur)
