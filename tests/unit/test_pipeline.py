@@ -694,3 +694,21 @@ def test_a_trigger_under_buffer_one_waits_for_the_running_run(p: Pipeline) -> No
     p.clock.advance(1)
     p.deliver_due()
     assert p.s.runs.get(second["run_id"])["status"] == "completed" and calls["n"] == 2
+
+
+def test_a_schedule_deleted_while_a_tick_plans_it_is_no_tick_error(p: Pipeline) -> None:
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    p.queue.drain()
+    p.clock.advance(55)  # due again within the lead
+    real_update = p.schedule_store.update
+
+    def deleted_first(rec: Any, **kw: Any) -> Any:
+        p.s.schedules.delete("s")  # a user deletes it between the tick's read and its write
+        p.schedule_store.update = real_update  # type: ignore[method-assign]
+        return real_update(rec, **kw)
+
+    p.schedule_store.update = deleted_first  # type: ignore[method-assign]
+    report = p.s.ticker.tick()
+    assert report.errors == []
+    with pytest.raises(NotFound):
+        p.s.schedules.describe("s")

@@ -216,9 +216,12 @@ class Ticker:
         for p in prepared:
             try:
                 sent = self._commit(p, report)
+            except NotFound:
+                continue  # deleted since it was read: its enqueued firings are dropped by the worker
             except Conflict:
                 report.conflicts += 1
-                self.plan(p.rec.schedule_id, now=now, report=report, finishing=True)
+                with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to plan
+                    self.plan(p.rec.schedule_id, now=now, report=report, finishing=True)
                 continue
             except Exception as exc:
                 report.errors.append(f"{p.rec.schedule_id}: {exc!r}")
