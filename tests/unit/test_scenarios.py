@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.unit.pipeline import CALLER, T0, Pipeline
+from tests.unit.test_pipeline import _CODE
 
 
 def _pipeline(start: datetime) -> Pipeline:
@@ -136,14 +137,6 @@ BACKFILL = [
     ("cancel_other", "X P P", "X S R"),
     ("terminate_other", "T T R", "T T R"),
 ]
-_CODE = {
-    "R": ("running", None),
-    "P": ("pending", None),
-    "S": ("skipped", "overlap"),
-    "C": ("completed", None),
-    "X": ("canceled", None),
-    "T": ("terminated", None),
-}
 
 
 @pytest.mark.parametrize(("overlap", "before", "after"), BACKFILL)

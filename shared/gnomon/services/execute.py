@@ -236,6 +236,21 @@ def _overlap_of(doc: JSON) -> str | None:
     return None
 
 
+def next_attempt_delay(outcome: Outcome, retry: JSON, attempt: int) -> float | None:
+    """Seconds until the next attempt after a failed `attempt`, or None when it was the last:
+    a non-retryable error, or `max_attempts` used up. A target's Retry-After stretches the
+    backoff, up to `maximum_interval_seconds`."""
+    code = str((outcome.error or {}).get("code", ""))
+    if not outcome.retryable or code in set(retry.get("non_retryable_errors", [])):
+        return None
+    if attempt >= int(retry.get("max_attempts", 3)):
+        return None
+    delay = retry_delay(retry, attempt)
+    if outcome.retry_after is not None:
+        delay = min(max(delay, outcome.retry_after), float(retry.get("maximum_interval_seconds", 300)))
+    return delay
+
+
 class Executor:
     """Runs firings. `worker_id` names the lease owner (a Lambda request id, a thread)."""
 
@@ -472,15 +487,8 @@ class Executor:
         lateness = (now - scheduled).total_seconds() * 1000 if attempt == 1 else None
         if outcome.status in ("completed", "accepted"):
             return Handled("ran", run_id, RunStatus.completed.value, lateness)
-        retry = _retry(definition, sched.doc)
-        code = str((outcome.error or {}).get("code", ""))
-        final = not outcome.retryable or code in set(retry.get("non_retryable_errors", []))
-        if not final and attempt < int(retry.get("max_attempts", 3)):
-            delay = retry_delay(retry, attempt)
-            if outcome.retry_after is not None:
-                delay = min(
-                    max(delay, outcome.retry_after), float(retry.get("maximum_interval_seconds", 300))
-                )
+        delay = next_attempt_delay(outcome, _retry(definition, sched.doc), attempt)
+        if delay is not None:
             self._queue.send(
                 [
                     OutgoingMessage(
@@ -1208,14 +1216,8 @@ class Executor:
             lease = doc.get("lease") or {}
             expires = parse(lease["expires_at"]) if lease else now
             return RunStatus.running.value, expires, None
-        code = str((outcome.error or {}).get("code", ""))
-        final = not outcome.retryable or code in set(retry.get("non_retryable_errors", []))
-        if not final and attempt < int(retry.get("max_attempts", 3)):
-            delay = retry_delay(retry, attempt)
-            if outcome.retry_after is not None:
-                delay = min(
-                    max(delay, outcome.retry_after), float(retry.get("maximum_interval_seconds", 300))
-                )
+        delay = next_attempt_delay(outcome, retry, attempt)
+        if delay is not None:
             doc["next_attempt"] = attempt + 1
             doc["next_attempt_at"] = fmt(now + timedelta(seconds=delay))
             # The queued message starts it; the sweep only steps in if that message is lost.
