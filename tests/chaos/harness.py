@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
+from unittest import mock
 
 from gnomon.domain.model import DefinitionBody, ScheduleCreate
 from gnomon.domain.runs import scheduled_run_id
@@ -307,7 +308,13 @@ class Chaos:
             },
             "policies": {"overlap": overlap},
         }
-        self.admin.services.schedules.create(ScheduleCreate.model_validate(body), CALLER)
+        # The generation (creation millisecond + random hex) is part of every run id, and faults
+        # are rolled from run ids: a seeded generation makes a seed's faults the same every run.
+        generation = (
+            f"{int(self.clock.now().timestamp() * 1000):x}{_roll(self.cfg.seed, 'gen', sid) * 65536:04.0f}"
+        )
+        with mock.patch("gnomon.services.schedules._new_generation", lambda now: generation):
+            self.admin.services.schedules.create(ScheduleCreate.model_validate(body), CALLER)
         self.schedule_ids.append(sid)
 
     # -- the simulation -----------------------------------------------------------------------------
