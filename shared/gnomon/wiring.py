@@ -33,7 +33,7 @@ from gnomon.services.admin import check_group_quota, group_quota
 from gnomon.services.catalog import Calendars, Definitions
 from gnomon.services.events import Events
 from gnomon.services.execute import Executor
-from gnomon.services.notify import Notifier, PublishingRunStore, PublishingScheduleStore
+from gnomon.services.notify import Notifier, PublishingScheduleStore, RunPublisher
 from gnomon.services.ops import Ops
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.runs import Runs
@@ -101,10 +101,12 @@ def build(
         from gnomon.adapters.events_memory import MemoryEventStore
 
         event_store = MemoryEventStore()
+    run_listeners: list[RunPublisher] = []
     if lifecycle_bus is not None:
-        run_store = PublishingRunStore(run_store, lifecycle_bus, clock)
+        run_listeners.append(RunPublisher(lifecycle_bus, clock))
         schedule_store = PublishingScheduleStore(schedule_store, lifecycle_bus, clock)
-    run_store = CountingRunStore(run_store, stats_store, clock)  # every status change is counted
+    # every status change is counted (and put on the lifecycle bus when there is one)
+    run_store = CountingRunStore(run_store, stats_store, clock, listeners=run_listeners)
     tokens = PageTokens(token_key)
     definitions = Definitions(catalog, schedule_store, clock, tokens)
     calendars = Calendars(catalog, clock, tokens)

@@ -11,8 +11,9 @@ never fails what caused it: it is logged and counted (`Notifier.failed`).
 Lifecycle events (Kubernetes-events style): with an EventBridge bus configured
 (`GNOMON_EVENT_BUS_NAME`, the template's `EventBusName`), every run status change and every
 schedule create, delete, pause and unpause is put on it (source `gnomon`, detail-type
-`gnomon.run` / `gnomon.schedule`) by wrapping the run and schedule stores. Off when the bus name
-is empty. At least once: a process that has not seen a run before may repeat a change.
+`gnomon.run` / `gnomon.schedule`): run changes as `CountingRunStore` tells them (the status at
+the version each write replaced — the same changes the stats count), schedule changes by wrapping
+the schedule store. Off when the bus name is empty.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from gnomon.domain.errors import NotFound
 from gnomon.domain.timefmt import fmt
-from gnomon.ports import JSON, CatalogStore, Clock, Page, RunRecord, RunStore, ScheduleRecord, ScheduleStore
+from gnomon.ports import JSON, CatalogStore, Clock, Page, RunRecord, ScheduleRecord, ScheduleStore
 from gnomon.ports_events import LifecycleBus, NotificationSender
 
 log = logging.getLogger("gnomon.notify")
@@ -122,73 +123,16 @@ def _put(bus: LifecycleBus, detail_type: str, detail: JSON) -> None:
         log.warning("lifecycle event %s could not be put on the bus: %r", detail_type, exc)
 
 
-class PublishingRunStore:
-    """A `RunStore` that puts every run status change on the lifecycle bus (`gnomon.run`)."""
+class RunPublisher:
+    """Puts every run status change on the lifecycle bus (`gnomon.run`). A listener of
+    `CountingRunStore`, which already tells each change exactly (the status stored at the
+    version a write replaced), so the bus and the counters see the same changes."""
 
-    def __init__(self, inner: RunStore, bus: LifecycleBus, clock: Clock) -> None:
-        self._inner = inner
+    def __init__(self, bus: LifecycleBus, clock: Clock) -> None:
         self._bus = bus
         self._clock = clock
-        self._seen = _Statuses()
 
-    @property
-    def shards(self) -> int:
-        return self._inner.shards
-
-    @property
-    def inner(self) -> RunStore:
-        return self._inner
-
-    def create(self, rec: RunRecord) -> RunRecord:
-        saved = self._inner.create(rec)
-        self._seen.swap(saved.run_id, saved.status)
-        self._publish(saved, None)
-        return saved
-
-    def get(self, run_id: str) -> RunRecord:
-        rec = self._inner.get(run_id)
-        self._seen.swap(rec.run_id, rec.status)
-        return rec
-
-    def update(self, rec: RunRecord, *, expected_version: int) -> RunRecord:
-        saved = self._inner.update(rec, expected_version=expected_version)
-        known, old = self._seen.swap(saved.run_id, saved.status)
-        if not known or old != saved.status:
-            self._publish(saved, old if known else None)
-        return saved
-
-    def delete(self, run_id: str, *, expected_version: int) -> None:
-        self._inner.delete(run_id, expected_version=expected_version)
-        self._seen.forget(run_id)
-
-    def list(
-        self,
-        *,
-        schedule_id: str | None = None,
-        definition: str | None = None,
-        statuses: builtins.list[str] | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        after: str | None,
-        limit: int,
-    ) -> Page[RunRecord]:
-        return self._inner.list(
-            schedule_id=schedule_id,
-            definition=definition,
-            statuses=statuses,
-            start=start,
-            end=end,
-            after=after,
-            limit=limit,
-        )
-
-    def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
-        return self._inner.recent(schedule_id, limit=limit)
-
-    def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
-        return self._inner.active(shard, until, limit=limit)
-
-    def _publish(self, rec: RunRecord, previous: str | None) -> None:
+    def __call__(self, previous: str | None, rec: RunRecord) -> None:
         detail: JSON = {
             "run_id": rec.run_id,
             "definition": rec.definition,

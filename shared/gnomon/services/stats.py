@@ -36,7 +36,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -287,8 +287,17 @@ class CountingRunStore:
     (a cache miss costs one read; a version it cannot tell is logged, not guessed).
     Counter writes never fail the run write they follow: errors are logged."""
 
-    def __init__(self, inner: RunStore, stats: StatsStore, clock: Clock, *, remember: int = 4096) -> None:
+    def __init__(
+        self,
+        inner: RunStore,
+        stats: StatsStore,
+        clock: Clock,
+        *,
+        remember: int = 4096,
+        listeners: Sequence[Callable[[str | None, RunRecord], None]] = (),
+    ) -> None:
         self._inner = inner
+        self._listeners = tuple(listeners)  # `listener(previous status, run)` on every change
         self._stats = stats
         self._clock = clock
         self._limit = remember
@@ -407,6 +416,13 @@ class CountingRunStore:
         return _Seen.of(current) if current.version == version else None
 
     def _count(self, old: _Seen | None, new: RunRecord) -> None:
+        previous = old.status if old else None
+        if previous != new.status:
+            for listener in self._listeners:
+                try:
+                    listener(previous, new)
+                except Exception:  # a listener never fails the run write it follows
+                    log.exception("run status listener failed for %s", new.run_id)
         closed = new.doc.get("closed_at")
         self._write(
             old.status if old else None,
