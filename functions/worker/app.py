@@ -32,6 +32,15 @@ _METRICS_BY_STATUS = {
 }
 
 
+def _body(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's message body, or {} when it is not a JSON object (`_process` reports it)."""
+    try:
+        body = json.loads(record["body"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def _process(record: dict[str, Any]) -> tuple[str | None, Any]:
     """(None, handled) when handled; (message id, None) when the message must come back."""
     try:
@@ -57,8 +66,11 @@ def _process(record: dict[str, Any]) -> tuple[str | None, Any]:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    with services().per_batch():  # the batch's run counters: one write per counter item
-        results = list(_pool.map(_process, event.get("Records", [])))
+    records = event.get("Records", [])
+    # The batch's run counters: one write per counter item; its runs: one hold for all.
+    with services().per_batch([_body(r) for r in records]) as hold:
+        results = list(_pool.map(_process, records))
+        hold.keep = any(failed is not None for failed, _ in results)  # the sweep looks at them
     for _, handled in results:
         if handled is None:
             continue

@@ -12,7 +12,7 @@ Implementations: `gnomon.adapters.memory` (unit tests, the fake) and `gnomon.ada
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -222,6 +222,17 @@ class RunRecord:
     version: int = 0
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A worker batch's lease on the runs it claims (`RunStore.hold`): while it holds, its runs
+    need no entry of their own in the `active` index; once `until` passed without a release
+    (the worker died), the sweep looks at each of them."""
+
+    hold_id: str
+    run_ids: tuple[str, ...]
+    until: datetime
+
+
 class RunStore(Protocol):
     """Runs, their history, and the sparse `active` index of runs that still need attention."""
 
@@ -262,6 +273,18 @@ class RunStore(Protocol):
 
     def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
         """Runs of one shard whose `active_at` <= until, oldest first."""
+        ...
+
+    def hold(self, run_ids: Sequence[str], until: datetime) -> str:
+        """Store a batch's hold on `run_ids` until `until`; answers its id."""
+        ...
+
+    def release(self, hold_id: str) -> None:
+        """Drop a hold (gone already: nothing to do)."""
+        ...
+
+    def expired_holds(self, until: datetime, *, limit: int) -> builtins.list[Hold]:
+        """Holds whose `until` <= until, oldest first."""
         ...
 
     def delete(self, run_id: str, *, expected_version: int) -> None:

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from gnomon.ports_events import EventStore, LifecycleBus, NotificationSender
 from gnomon.services.admin import check_group_quota, group_quota
 from gnomon.services.catalog import Calendars, Definitions
 from gnomon.services.events import Events
-from gnomon.services.execute import Executor
+from gnomon.services.execute import BatchHold, Executor
 from gnomon.services.notify import Notifier, PublishingScheduleStore, RunPublisher
 from gnomon.services.ops import Ops
 from gnomon.services.pagetoken import PageTokens
@@ -64,13 +64,13 @@ class Services:
     notifier: Notifier
 
     @contextlib.contextmanager
-    def per_batch(self) -> Iterator[None]:
-        """A worker batch: its run counters summed and written once at its end, each
-        definition read once."""
+    def per_batch(self, bodies: Sequence[JSON] = ()) -> Iterator[BatchHold]:
+        """A worker batch (`bodies`: its messages): its run counters summed and written once at
+        its end, each definition read once, its runs held by one item (`Executor.per_batch`)."""
         store = self.run_store
         counting = store.deferred() if isinstance(store, CountingRunStore) else contextlib.nullcontext()
-        with counting, self.executor.per_batch():
-            yield
+        with counting, self.executor.per_batch(bodies) as hold:
+            yield hold
 
 
 def build(

@@ -456,7 +456,124 @@ def test_active(runs: RunStore) -> None:
     assert "job-03" not in {r.run_id for s in range(shards) for r in runs.active(s, later, limit=100)}
 
 
+def test_holds(runs: RunStore) -> None:
+    early = runs.hold(["a", "b", "c"], T0 + timedelta(seconds=90))
+    late = runs.hold(["d"], T0 + timedelta(minutes=5))
+    assert runs.expired_holds(T0 + timedelta(seconds=89), limit=10) == []
+    got = runs.expired_holds(T0 + timedelta(seconds=90), limit=10)
+    assert [(h.hold_id, h.run_ids, h.until) for h in got] == [
+        (early, ("a", "b", "c"), T0 + timedelta(seconds=90))
+    ]
+    assert [h.hold_id for h in runs.expired_holds(T0 + timedelta(hours=1), limit=10)] == [early, late]
+    assert [h.hold_id for h in runs.expired_holds(T0 + timedelta(hours=1), limit=1)] == [early]
+    runs.release(early)
+    runs.release(early)  # gone already: nothing to do
+    assert [h.hold_id for h in runs.expired_holds(T0 + timedelta(hours=1), limit=10)] == [late]
+    many = [runs.hold([f"r{i}"], T0 + timedelta(seconds=i)) for i in range(12)]
+    assert [h.hold_id for h in runs.expired_holds(T0 + timedelta(hours=1), limit=20)] == [*many, late]
+
+
 # --- the DynamoDB item layout the SAM template and other readers rely on ------------------------
+
+
+def test_dynamo_a_closed_run_keeps_its_active_entry_and_the_sweep_floor_passes_it(
+    runs_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a run costs no index delete: its `active` entry stays, marked done on the item,
+    and `active` moves the shard's floor past such entries — never past a live one."""
+    import boto3
+
+    from gnomon.adapters import dynamo
+    from gnomon.adapters.dynamo import DynamoRunStore
+
+    monkeypatch.setattr(dynamo, "FLOOR_WRITE_AFTER", 1)  # write the floor at every move
+
+    ddb = boto3.client("dynamodb")
+    store = DynamoRunStore(shards=1)
+
+    def entries() -> list[str]:
+        got = ddb.query(
+            TableName=runs_table,
+            IndexName="active",
+            KeyConditionExpression="active_shard = :s",
+            ExpressionAttributeValues={":s": {"S": "0"}},
+        )["Items"]
+        return sorted(i["pk"]["S"].split("#", 1)[1] for i in got)
+
+    def floor() -> str | None:
+        item = ddb.get_item(TableName=runs_table, Key={"pk": {"S": "sweep#0"}, "sk": {"S": "floor"}})
+        return item.get("Item", {}).get("floor", {}).get("S")
+
+    recs = [fired(f"s{i}", T0, status="running", active_at=T0 + timedelta(minutes=i)) for i in range(6)]
+    for rec in recs:
+        store.create(rec)
+    # runs 0, 1, 3 close; 4 moves later (its old entry moves with it)
+    for i in (0, 1, 3):
+        cur = store.get(recs[i].run_id)
+        store.update(
+            RunRecord(**{**cur.__dict__, "status": "completed", "active_at": None}), expected_version=1
+        )
+    cur = store.get(recs[4].run_id)
+    store.update(RunRecord(**{**cur.__dict__, "active_at": T0 + timedelta(hours=3)}), expected_version=1)
+    assert entries() == [f"s{i}" for i in range(6)]  # no entry was deleted
+    assert store.get(recs[0].run_id).active_at is None
+    assert floor() is None
+
+    until = T0 + timedelta(hours=1)
+    got = [r.run_id for r in store.active(0, until, limit=100)]
+    assert got == [recs[2].run_id, recs[5].run_id]
+    # the floor passed the closed runs before the first live one (run 2), and stopped there
+    assert str(floor()).endswith(recs[1].run_id)
+    # still right from the floor up; once run 2 closes, the floor passes run 3 too, up to run 5
+    assert [r.run_id for r in store.active(0, until, limit=100)] == got
+    cur = store.get(recs[2].run_id)
+    store.update(RunRecord(**{**cur.__dict__, "status": "completed", "active_at": None}), expected_version=1)
+    assert [r.run_id for r in store.active(0, until, limit=100)] == [recs[5].run_id]
+    assert floor() is not None and str(floor()).endswith(recs[3].run_id)
+    # a run active again (a later attempt) is found at its new key
+    cur = store.get(recs[0].run_id)
+    store.update(
+        RunRecord(**{**cur.__dict__, "status": "pending", "active_at": T0 + timedelta(minutes=30)}),
+        expected_version=2,
+    )
+    assert [r.run_id for r in store.active(0, until, limit=100)] == [recs[5].run_id, recs[0].run_id]
+    # the floor never passes `until` minus the sweep margin
+    for i in (0, 5):
+        cur = store.get(recs[i].run_id)
+        store.update(
+            RunRecord(**{**cur.__dict__, "status": "completed", "active_at": None}),
+            expected_version=cur.version,
+        )
+    assert store.active(0, T0 + timedelta(minutes=40), limit=100) == []
+    assert str(floor()) <= "2026-12-01T10:39:55.000Z#"
+
+
+def test_dynamo_the_sweep_floor_is_written_once_enough_stale_entries_lie_below_it(runs_table: str) -> None:
+    import boto3
+
+    from gnomon.adapters.dynamo import FLOOR_WRITE_AFTER, DynamoRunStore
+
+    ddb = boto3.client("dynamodb")
+    store = DynamoRunStore(shards=1)
+
+    def floor() -> str | None:
+        item = ddb.get_item(TableName=runs_table, Key={"pk": {"S": "sweep#0"}, "sk": {"S": "floor"}})
+        return item.get("Item", {}).get("floor", {}).get("S")
+
+    def close(i: int) -> None:
+        rec = fired(f"s{i:02d}", T0, status="running", active_at=T0 + timedelta(seconds=i))
+        store.create(rec)
+        store.update(
+            RunRecord(**{**rec.__dict__, "status": "completed", "active_at": None}), expected_version=1
+        )
+
+    for i in range(FLOOR_WRITE_AFTER - 1):
+        close(i)
+    until = T0 + timedelta(hours=1)
+    assert store.active(0, until, limit=10) == [] and floor() is None  # too few to pay a write
+    close(FLOOR_WRITE_AFTER - 1)
+    assert store.active(0, until, limit=10) == []
+    assert str(floor()).endswith(fired(f"s{FLOOR_WRITE_AFTER - 1:02d}", T0).run_id)
 
 
 def test_dynamo_run_item_layout(runs_table: str) -> None:
@@ -544,14 +661,16 @@ def test_dynamo_run_item_layout(runs_table: str) -> None:
         ]
     )
 
-    # closing a run removes it from `active`, and its expiry when there is none
+    # closing a run marks it done in `active` (the entry stays: no index delete), and removes
+    # its expiry when there is none
     cur = store.get(rid)
     store.update(
         RunRecord(**{**cur.__dict__, "status": "completed", "active_at": None, "expires_at": None}),
         expected_version=1,
     )
     closed = item("s#nightly", sk)
-    assert not {"active_shard", "active_key", "expires_at"} & set(closed)
+    assert "expires_at" not in closed and closed["active_done"] == {"N": "1"}
+    assert closed["active_key"] == got["active_key"]
     assert closed["version"] == {"N": "2"} and closed["status"] == {"S": "completed"}
     assert closed["time_key"] == got["time_key"]
 

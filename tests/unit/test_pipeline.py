@@ -712,3 +712,202 @@ def test_a_schedule_deleted_while_a_tick_plans_it_is_no_tick_error(p: Pipeline) 
     assert report.errors == []
     with pytest.raises(NotFound):
         p.s.schedules.describe("s")
+
+
+def _ledger_running(p: Pipeline, sid: str = "s") -> list[str]:
+    flight = p.schedule_store.get(sid).doc.get("flight") or {}
+    return [e["run_id"] for e in flight.get("running", [])]
+
+
+def test_under_skip_a_closed_run_leaves_the_ledger_with_the_next_arrival_not_its_own_write(
+    p: Pipeline,
+) -> None:
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    sent = p.queue.drain()  # the create planned the horizon: no ticker write below
+    writes = Counter[str]()
+    real_update = p.schedule_store.update
+
+    def counting_update(*args: Any, **kwargs: Any) -> Any:
+        writes["update"] += 1
+        return real_update(*args, **kwargs)
+
+    p.schedule_store.update = counting_update  # type: ignore[method-assign]
+    p.clock.advance(10)
+    assert p.s.executor.handle(sent[0][0]).outcome == "ran"
+    first = p.runs()[0]
+    assert first.status == "completed"
+    assert _ledger_running(p) == [first.run_id]  # closed, still in the ledger: no release write
+    assert writes["update"] == 1  # the arrival's ledger write only
+    assert p.s.schedules.describe("s")["info"]["running_runs"] == []  # describe shows what runs
+    p.clock.advance(10)
+    assert p.s.executor.handle(sent[1][0]).outcome == "ran"
+    second = p.runs()[1]
+    assert second.status == "completed"  # the closed run did not block it
+    assert _ledger_running(p) == [second.run_id]  # the arrival's write dropped the closed one
+    assert writes["update"] == 2
+
+
+def test_a_redelivery_after_its_run_closed_is_a_duplicate_and_counts_nothing(p: Pipeline) -> None:
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    sent = p.queue.drain()
+    p.clock.advance(10)
+    first = sent[0][0]
+    assert p.s.executor.handle(first).outcome == "ran"
+    p.clock.advance(10)
+    assert p.s.executor.handle(sent[1][0]).outcome == "ran"
+    for _ in range(2):  # late copies of both, after both closed
+        assert p.s.executor.handle(first).outcome == "duplicate"
+        assert p.s.executor.handle(sent[1][0]).outcome == "duplicate"
+    assert [r.status for r in p.runs()] == ["completed", "completed"]
+    assert len(p.target.calls) == 2
+    counters = p.s.schedules.describe("s")["info"]["counters"]
+    assert counters["actions"] == 2 and counters["skipped_overlap"] == 0
+
+
+def test_a_redelivery_while_a_later_run_holds_the_place_is_still_a_duplicate(p: Pipeline) -> None:
+    held = p.hold()
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    sent = p.queue.drain()
+    p.clock.advance(10)
+    assert p.s.executor.handle(sent[0][0]).outcome == "ran"
+    p.finish(next(iter(held)))
+    p.clock.advance(10)
+    p.s.executor.handle(sent[1][0])  # the second run is running (held)
+    assert p.s.executor.handle(sent[0][0]).outcome == "duplicate"  # not a skip: it already ran
+    assert [r.status for r in p.runs()] == ["completed", "running"]
+    assert p.s.schedules.describe("s")["info"]["counters"]["skipped_overlap"] == 0
+
+
+def test_a_release_still_writes_when_a_run_waits_for_the_place(p: Pipeline) -> None:
+    held = p.hold()
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]}, policies={"overlap": "buffer_one"})
+    p.run_for(11)
+    p.run_for(10)  # the second firing waits in the buffer
+    assert [s for s, _ in p.statuses()] == ["running", "pending"]
+    p.target.script = lambda inv: Outcome(status="completed")
+    p.finish(p.runs()[0].run_id)
+    assert [s for s, _ in p.statuses()] == ["completed", "completed"]  # started by the release
+    assert not held
+
+
+def _three_schedules(p: Pipeline) -> list[dict[str, Any]]:
+    """Three schedules firing at the same second (a cron fleet): their first firings' bodies."""
+    for sid in ("a", "b", "c"):
+        p.schedule(sid, spec={"cron": ["* * * * *"]})
+    p.collect()
+    firsts = [body for _, body in p.pending if body["nominal_time"] == fmt(T0 + timedelta(minutes=1))]
+    p.pending.clear()
+    assert len(firsts) == 3
+    return firsts
+
+
+def test_a_batch_holds_its_runs_with_one_item_instead_of_a_lease_entry_each(p: Pipeline) -> None:
+    bodies = _three_schedules(p)
+    p.clock.advance(60)
+    seen: list[Any] = []
+
+    def script(inv: Any) -> Outcome:  # as the target runs: the run has no entry of its own
+        seen.append(p.run_store.get(inv.run_id).active_at)
+        assert len(p.run_store.expired_holds(T0 + timedelta(days=1), limit=10)) == 1
+        return Outcome(status="completed")
+
+    p.target.script = script
+    with p.s.per_batch(bodies) as hold:
+        assert hold.hold_id is None  # stored with the first claim
+        outcomes = [p.s.executor.handle(b).outcome for b in bodies]
+        assert hold.hold_id is not None
+    assert outcomes == ["ran"] * 3 and seen == [None] * 3
+    assert p.run_store.expired_holds(T0 + timedelta(days=1), limit=10) == []  # released
+    assert [r.status for sid in "abc" for r in p.runs(sid)] == ["completed"] * 3
+
+
+def test_a_small_batch_keeps_a_lease_entry_per_run(p: Pipeline) -> None:
+    bodies = _three_schedules(p)[:2]
+    p.clock.advance(60)
+    seen: list[Any] = []
+    p.target.script = lambda inv: (
+        seen.append(p.run_store.get(inv.run_id).active_at) or Outcome(status="completed")
+    )
+    with p.s.per_batch(bodies) as hold:
+        assert hold.hold_id is None
+        for b in bodies:
+            p.s.executor.handle(b)
+    assert len(seen) == 2 and all(a is not None for a in seen)
+
+
+def test_a_worker_dying_inside_a_held_batch_loses_only_that_attempt() -> None:
+    p = Pipeline()
+    p.definition("job", retry={"max_attempts": 2, "initial_interval_seconds": 1})
+    bodies = _three_schedules(p)
+    p.clock.advance(60)
+    calls = Counter[str]()
+
+    def script(inv: Any) -> Outcome:
+        calls[inv.run_id] += 1
+        if inv.schedule_id == "b" and calls[inv.run_id] == 1:
+            raise SystemExit("worker killed")  # the process dies: nothing after this runs
+        return Outcome(status="completed")
+
+    p.target.script = script
+    batch = p.s.per_batch(bodies)
+    batch.__enter__()  # never exited: the worker died inside the batch
+    for b in bodies:
+        try:
+            p.s.executor.handle(b)
+        except SystemExit:
+            break
+    p.s.executor._held.clear()  # type: ignore[attr-defined]  # a new worker process
+    dead = p.runs("b")[0]
+    assert dead.status == "running" and dead.active_at is None
+    assert [r.status for r in p.runs("a")] == ["completed"] and not p.runs("c")
+    p.clock.advance(89)  # the hold (default timeout 60 s + grace 30 s) has not expired yet
+    p.s.ticker.sweep_holds(p.clock.now(), _report(), lambda: 1e9, 0)
+    assert p.run_store.get(dead.run_id).status == "running" and not p.queue.sent
+    p.clock.advance(2)  # hold and lease expired: the sweep hands the lost attempt on
+    p.s.ticker.tick()
+    assert p.run_store.expired_holds(p.clock.now(), limit=10) == []
+    p.deliver_due()
+    p.clock.advance(2)
+    p.deliver_due()
+    final = p.s.runs.get(dead.run_id)
+    assert final["status"] == "completed" and final["attempt"] == 2
+    assert p.s.runs.history(dead.run_id, 0)["attempts"][0]["error"]["code"] == "lease_expired"
+
+
+def test_a_run_outliving_its_batch_hold_gets_its_own_lease_entry() -> None:
+    p = Pipeline()
+    p.definition("job", timeout_seconds=600)
+    bodies = _three_schedules(p)
+    p.clock.advance(60)
+    p.target.script = lambda inv: Outcome(status="completed")
+    batch = p.s.per_batch(bodies)
+    batch.__enter__()  # still inside the batch: the first run's call takes long
+    slow = bodies[0]
+    p.target.script = lambda inv: (p.clock.advance(120), p.s.ticker.tick(), Outcome(status="completed"))[-1]
+    assert p.s.executor.handle(slow).outcome == "ran"
+    run = p.runs("a")[0]
+    assert run.status == "completed"
+    # while it ran, the sweep gave it an entry of its own at its lease's end and let the hold go
+    assert p.run_store.expired_holds(p.clock.now() + timedelta(days=1), limit=10) == []
+    history = p.s.runs.history(run.run_id, 0)["attempts"]
+    assert [a["status"] for a in history] == ["completed"]
+    batch.__exit__(None, None, None)
+
+
+def _report() -> Any:
+    from gnomon.services.tick import TickReport
+
+    return TickReport()
+
+
+def test_a_batch_that_claims_nothing_stores_no_hold() -> None:
+    p = Pipeline()
+    p.definition("job", history={"mode": "off"})
+    bodies = _three_schedules(p)
+    p.clock.advance(60)
+    stored: list[Any] = []
+    real_hold = p.run_store.hold
+    p.run_store.hold = lambda *a, **k: stored.append(a) or real_hold(*a, **k)  # type: ignore[method-assign]
+    with p.s.per_batch(bodies) as hold:
+        assert [p.s.executor.handle(b).outcome for b in bodies] == ["ran"] * 3
+    assert hold.hold_id is None and not stored and len(p.target.calls) == 3

@@ -51,9 +51,9 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from pynamodb.attributes import (
@@ -85,6 +85,7 @@ from gnomon.adapters.memory import (
     due_key,
     due_upper_bound,
     epoch_seconds,
+    hold_key,
     parse_due_key,
     parse_version_key,
     run_key_range,
@@ -97,7 +98,8 @@ from gnomon.adapters.memory import (
 )
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
 from gnomon.domain.runs import parse_scheduled_run_id
-from gnomon.ports import JSON, CatalogRecord, DueEntry, Page, RequestEntry, RunRecord, ScheduleRecord
+from gnomon.domain.timefmt import parse
+from gnomon.ports import JSON, CatalogRecord, DueEntry, Hold, Page, RequestEntry, RunRecord, ScheduleRecord
 
 __all__ = ["DynamoCatalogStore", "DynamoRequestLog", "DynamoRunStore", "DynamoScheduleStore", "shard_of"]
 
@@ -791,8 +793,11 @@ class _RunItem(Model):
     expires_at = TTLAttribute(null=True)
     time_shard = UnicodeAttribute()  # str(shard_of(run_id, TIME_SHARDS))
     time_key = UnicodeAttribute()  # "<sortable nominal>#<run_id>" (= sk without "r#")
-    active_shard = UnicodeAttribute(null=True)  # both absent when active_at is None: sparse
+    active_shard = UnicodeAttribute(null=True)  # both absent until the run is first active
     active_key = UnicodeAttribute(null=True)  # "<sortable active_at>#<run_id>"
+    # 1 when the run is no longer active (closed): its `active` entry stays where it was, as
+    # removing it would cost an index delete per run; the sweep passes over it (`active`).
+    active_done = NumberAttribute(null=True)
     # A token fresh for every write, so a writer can tell its own write from another's when the
     # answer was lost: a response lost in transit (the error it gets is ambiguous) or one the
     # SDK retried, whose retry then fails on the condition its first try already satisfied.
@@ -800,6 +805,24 @@ class _RunItem(Model):
 
     by_time = _RunByTime()
     active = _RunActive()
+
+
+class _SweepFloor(Model):
+    """How far the sweep has passed over one `active` shard: pk "sweep#<shard>", sk "floor";
+    every entry below `floor` is a run that is no longer active (or moved since)."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    floor = UnicodeAttribute()
+
+
+class _HoldItem(Model):
+    """A worker batch's hold on its runs: pk "hold#<n>", sk the hold id ("<sortable until>#<hex>")."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    run_ids = UnicodeAttribute()  # JSON list
+    expires_at = TTLAttribute()
 
 
 class _RunPointer(Model):
@@ -813,6 +836,17 @@ class _RunPointer(Model):
 
 _RUN_SK_PREFIX = "r#"
 _POINTER_SK = "ptr"
+_FLOOR_SK = "floor"
+_HOLD_SHARDS = 4  # partitions of the holds: a put and a delete per worker batch each
+_HOLD_KEPT = timedelta(days=7)  # TTL of a hold nobody released nor swept (a sweep deletes it)
+# The sweep's floor stays this far behind the instant it swept to: an index entry written just
+# before (GSI propagation, clocks of other Lambdas) is still read by the next sweep.
+SWEEP_MARGIN_SECONDS = 5.0
+# `active` index entries one `active` call examines at most (stale ones included).
+_ACTIVE_EXAMINE = 2000
+# The floor is written once this many stale entries lie below its new place: re-reading fewer
+# (half a read unit each) costs less than the write (a write unit is five read units).
+FLOOR_WRITE_AFTER = 10
 # Query calls one `list` may make before it returns a short page (whose `last_key` resumes
 # after everything examined): filters may reject most of a partition, and a list must not read
 # all of it in one request.
@@ -830,6 +864,10 @@ def _run_location(rec: RunRecord) -> tuple[str, str]:
 
 def _pointer_pk(run_id: str) -> str:
     return f"id#{run_id}"
+
+
+def _hold_pk(hold_id: str) -> str:
+    return f"hold#{int(hold_id.rpartition('#')[2][:8], 16) % _HOLD_SHARDS}"
 
 
 class _Reads:
@@ -882,6 +920,9 @@ class DynamoRunStore:
             raise ValueError("shards must be >= 1")
         self._item = _bind(_RunItem, self.table_name)
         self._pointer = _bind(_RunPointer, self.table_name)
+        self._floor = _bind(_SweepFloor, self.table_name)
+        self._hold = _bind(_HoldItem, self.table_name)
+        self._floors: dict[int, str] = {}  # the floors this process read or wrote
         self._connection = _connection()
 
     def create(self, rec: RunRecord) -> RunRecord:
@@ -957,9 +998,11 @@ class DynamoRunStore:
             actions += [
                 m.active_shard.set(str(shard_of(rec.run_id, self.shards))),
                 m.active_key.set(run_time_key(store_instant(rec.active_at), rec.run_id)),
+                m.active_done.remove(),
             ]
         else:
-            actions += [m.active_shard.remove(), m.active_key.remove()]
+            # Not removing the index keys: the entry stays (no index delete); see `active`.
+            actions.append(m.active_done.set(1))
         actions.append(
             m.expires_at.set(rec.expires_at) if rec.expires_at is not None else m.expires_at.remove()
         )
@@ -1024,20 +1067,118 @@ class DynamoRunStore:
         delete_run(self, run_id, expected_version=expected_version)
 
     def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
+        """A closed run keeps its `active` entry (removing it would cost an index delete per
+        run), so entries are read from the shard's *floor* up: below it, every entry was seen
+        stale (its run closed, or moved to another key). Each stale entry is read about once —
+        an eventually consistent BatchGetItem, half a read unit — and the floor moves past it;
+        a live entry holds the floor until the caller moves it."""
         check_limit(limit)
         m = self._item
         upper = due_upper_bound(store_instant(until))
-        keys = [(k.pk, k.sk) for k in m.active.query(str(shard), m.active_key <= upper, limit=limit)]
-        items = self._batch_get(keys)
-        found = [items[k] for k in keys if k in items]
-        # Re-check on the items themselves: the index is eventually consistent.
-        found = [
-            i
-            for i in found
-            if i.active_key is not None and i.active_key < upper and i.active_shard == str(shard)
-        ]
-        found.sort(key=lambda i: str(i.active_key))
-        return [self._record(i) for i in found]
+        floor = self._read_floor(shard)
+        condition = m.active_key < upper if floor is None else m.active_key.between(floor, upper)
+        entries = m.active.query(str(shard), condition, page_size=min(_ACTIVE_EXAMINE, 4 * limit + 100))
+        live: list[_RunItem] = []
+        passed: str | None = None  # every entry up to this key is stale
+        newly_passed = 0  # stale entries above the stored floor, passed now
+        examined = 0
+        chunk: list[tuple[str, str, str]] = []
+
+        def screen() -> bool:
+            """Classify a chunk of entries in key order; False once a live entry stops the floor."""
+            nonlocal passed, newly_passed
+            items = {
+                (i.pk, i.sk): i
+                for i in self._item.batch_get([(pk, sk) for pk, sk, _ in chunk], consistent_read=False)
+            }
+            floor_held = bool(live)
+            for pk, sk, key in chunk:
+                item = items.get((pk, sk))
+                stale = (
+                    item is None
+                    or item.active_done
+                    or item.active_key != key
+                    or item.active_shard != str(shard)
+                )
+                if not stale:
+                    assert item is not None
+                    if len(live) < limit:
+                        live.append(item)
+                    floor_held = True
+                elif not floor_held:
+                    passed = key
+                    newly_passed += floor is None or key > floor
+            chunk.clear()
+            return not floor_held
+
+        for entry in entries:
+            if entry.active_key is None or entry.active_key >= upper:
+                continue
+            chunk.append((entry.pk, entry.sk, entry.active_key))
+            examined += 1
+            if len(chunk) == 100 and (not screen() and len(live) >= limit):
+                break
+            if examined >= _ACTIVE_EXAMINE:
+                break
+        if chunk:
+            screen()
+        if passed is not None and newly_passed >= FLOOR_WRITE_AFTER:
+            cap = run_time_key(store_instant(until - timedelta(seconds=SWEEP_MARGIN_SECONDS)), "")
+            self._raise_floor(shard, min(passed, cap))
+        live.sort(key=lambda i: str(i.active_key))
+        return [self._record(i) for i in live]
+
+    def _read_floor(self, shard: int) -> str | None:
+        # Read once per process: a floor raised by another process since only costs this one
+        # a few stale entries read again.
+        if shard in self._floors:
+            return self._floors[shard]
+        try:
+            floor = str(self._floor.get(f"sweep#{shard}", _FLOOR_SK, consistent_read=True).floor)
+        except self._floor.DoesNotExist:
+            return None
+        self._floors[shard] = floor
+        return floor
+
+    def _raise_floor(self, shard: int, floor: str) -> None:
+        """Move the floor up (never down: two sweeps at once keep the higher)."""
+        f = self._floor
+        try:
+            f(f"sweep#{shard}", _FLOOR_SK, floor=floor).save(
+                condition=f.pk.does_not_exist() | (f.floor < floor)
+            )
+        except PutError as e:
+            if _cause_code(e) != _CONDITION_FAILED:
+                raise
+            self._floors.pop(shard, None)  # another sweep's is higher: read it next time
+            return
+        self._floors[shard] = floor
+
+    def hold(self, run_ids: Sequence[str], until: datetime) -> str:
+        hold_id = hold_key(store_instant(until))
+        h = self._hold
+        h(
+            _hold_pk(hold_id),
+            hold_id,
+            run_ids=json.dumps(list(run_ids), separators=(",", ":")),
+            expires_at=store_instant(until) + _HOLD_KEPT,
+        ).save()
+        return hold_id
+
+    def release(self, hold_id: str) -> None:
+        self._hold(_hold_pk(hold_id), hold_id).delete()
+
+    def expired_holds(self, until: datetime, *, limit: int) -> builtins.list[Hold]:
+        check_limit(limit)
+        h = self._hold
+        upper = due_upper_bound(store_instant(until))
+        out: list[Hold] = []
+        for n in range(_HOLD_SHARDS):
+            for item in h.query(f"hold#{n}", h.sk < upper, limit=limit, consistent_read=True):
+                when, _, _ = str(item.sk).partition("#")
+                out.append(Hold(str(item.sk), tuple(json.loads(item.run_ids)), parse(when)))
+        out.sort(key=lambda x: x.hold_id)
+        return out[:limit]
 
     # internals
 
@@ -1248,7 +1389,9 @@ class DynamoRunStore:
             definition=item.definition,
             nominal_time=nominal,
             status=item.status,
-            active_at=split_run_time_key(item.active_key)[0] if item.active_key else None,
+            active_at=split_run_time_key(item.active_key)[0]
+            if item.active_key and not item.active_done
+            else None,
             expires_at=item.expires_at,
             version=int(item.version),
         )

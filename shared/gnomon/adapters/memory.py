@@ -27,8 +27,9 @@ import json
 import math
 import re
 import threading
+import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
 from gnomon.domain.runs import parse_scheduled_run_id
 from gnomon.domain.timefmt import sortable
-from gnomon.ports import JSON, CatalogRecord, DueEntry, Page, RequestEntry, RunRecord, ScheduleRecord
+from gnomon.ports import JSON, CatalogRecord, DueEntry, Hold, Page, RequestEntry, RunRecord, ScheduleRecord
 
 DEFAULT_SHARDS = 8
 
@@ -438,6 +439,11 @@ _SORTABLE_WIDTH = len("2000-01-01T00:00:00.000Z")
 _TIME_KEY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z#.+", re.DOTALL)
 
 
+def hold_key(until: datetime) -> str:
+    """A hold's id: its expiry, sortable, then a random part ("<sortable until>#<hex>")."""
+    return f"{sortable(until)}#{uuid.uuid4().hex}"
+
+
 def run_time_key(nominal: datetime, run_id: str) -> str:
     """A run's order key and page key: `<sortable nominal_time>#<run_id>`; string order is
     (nominal_time, run_id) order because the time part has a fixed width."""
@@ -546,6 +552,7 @@ class MemoryRunStore:
         self.shards = shards
         self._lock = threading.Lock()
         self._items: dict[str, _Run] = {}
+        self._holds: dict[str, Hold] = {}
 
     def create(self, rec: RunRecord) -> RunRecord:
         check_run(rec)
@@ -642,3 +649,19 @@ class MemoryRunStore:
                 and (key := run_time_key(item.active_at, run_id)) < upper
             )[:limit]
             return [self._items[run_id].record(run_id) for _, run_id in keyed]
+
+    def hold(self, run_ids: Sequence[str], until: datetime) -> str:
+        hold_id = hold_key(store_instant(until))
+        with self._lock:
+            self._holds[hold_id] = Hold(hold_id, tuple(run_ids), store_instant(until))
+        return hold_id
+
+    def release(self, hold_id: str) -> None:
+        with self._lock:
+            self._holds.pop(hold_id, None)
+
+    def expired_holds(self, until: datetime, *, limit: int) -> builtins.list[Hold]:
+        check_limit(limit)
+        upper = due_upper_bound(store_instant(until))
+        with self._lock:
+            return [h for k, h in sorted(self._holds.items()) if k < upper][:limit]

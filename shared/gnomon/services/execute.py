@@ -29,7 +29,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -81,6 +81,12 @@ BUFFER_LIMIT = 1000  # waiting runs per schedule (buffer_all); beyond: skipped `
 # long before a check drops it as abandoned.
 UNWRITTEN_GRACE = timedelta(seconds=60)
 LEDGER_TRIES = 20
+# A worker batch with this many runs to claim holds them with one item (`per_batch`) instead of
+# a lease entry in the `active` index each (a put and a delete per batch against one write unit
+# a run); until the default timeout's lease ends — a run still running then gets its own entry.
+HOLD_MIN_RUNS = 3
+HOLD_FOR = timedelta(seconds=60) + LEASE_GRACE
+RECENT_PAGE = 3  # a schedule's newest runs read per firing (one read unit)
 FINAL = frozenset({RunStatus.completed.value, RunStatus.failed.value, RunStatus.timed_out.value})
 # What a skip reason adds to: the schedule's counter.
 SKIP_COUNTERS = {"overlap": "skipped_overlap", "buffer_full": "buffer_dropped", "paused": "skipped_paused"}
@@ -209,6 +215,33 @@ def decide(waiting: list[JSON], running: int, policy: str, max_concurrency: int 
     return out
 
 
+@dataclass
+class BatchHold:
+    """A worker batch's hold (`Executor.per_batch`), stored at its first claim; `keep` it when
+    a message failed."""
+
+    run_ids: tuple[str, ...] = ()
+    hold_id: str | None = None
+    keep: bool = False
+    failed: bool = False  # could not be stored: the batch's runs have their own entries
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def claimed_run_id(body: JSON) -> str | None:
+    """The run a message may claim: a firing's (its id derives from the firing) or a run's next
+    attempt; None for the other kinds."""
+    try:
+        if body.get("kind") == "firing":
+            return scheduled_run_id(
+                str(body["schedule_id"]), str(body["generation"]), parse(body["nominal_time"])
+            )
+        if body.get("kind") == "run":
+            return str(body["run_id"])
+    except (KeyError, TypeError, ValueError):
+        return None  # the message fails when handled
+    return None
+
+
 def counts_as_running(run: RunRecord, now: datetime) -> bool:
     """A run counts as running until its last attempt closes, even when already marked canceled
     (its attempt is open while it holds an unexpired lease)."""
@@ -280,6 +313,7 @@ class Executor:
         self._tasks = tasks
         self._cache_lock = threading.Lock()
         self._batches = 0  # open per_batch() blocks
+        self._held: dict[str, BatchHold] = {}  # run id -> the open batch that may hold it
         self._definitions: dict[str, CatalogRecord] = {}
         self._close_listeners: list[Callable[[RunRecord], None]] = []
         self._notify: Callable[[str, str, JSON], Any] | None = None
@@ -302,19 +336,56 @@ class Executor:
                 logging.getLogger("gnomon.execute").exception("notification %s failed", event)
 
     @contextlib.contextmanager
-    def per_batch(self) -> Iterator[None]:
+    def per_batch(self, bodies: Sequence[JSON] = ()) -> Iterator[BatchHold]:
         """Within the block (a worker's SQS batch, and any batch overlapping it), read each
         definition once: a batch's firings mostly share one. A definition replaced meanwhile
-        takes effect from the next batch."""
+        takes effect from the next batch.
+
+        A batch of HOLD_MIN_RUNS or more runs it may claim (`bodies`: its messages) stores one
+        *hold* on them (`RunStore.hold`, HOLD_FOR) before its first claim: the runs it claims
+        then get no lease entry of their own in the `active` index (a write unit each), and the
+        hold is released at the end — unless a message failed (`BatchHold.keep`): then, as when
+        the worker dies, the sweep looks at each of its runs once the hold expired
+        (`Ticker.sweep_holds`). A batch that claims nothing (history off) stores none."""
+        run_ids = [r for r in (claimed_run_id(b) for b in bodies) if r is not None]
+        hold = BatchHold(run_ids=tuple(run_ids))
+        held = len(run_ids) >= HOLD_MIN_RUNS
         with self._cache_lock:
             self._batches += 1
+            if held:
+                for r in run_ids:
+                    self._held[r] = hold
         try:
-            yield
+            yield hold
         finally:
             with self._cache_lock:
                 self._batches -= 1
                 if not self._batches:
                     self._definitions.clear()
+                for r in run_ids:
+                    if self._held.get(r) is hold:
+                        del self._held[r]
+            if hold.hold_id is not None and not hold.keep:
+                try:
+                    self._runs.release(hold.hold_id)
+                except Exception:  # left to expire: the sweep finds its runs closed
+                    logging.getLogger("gnomon.execute").exception("could not release the batch's hold")
+
+    def _lease_entry(self, run_id: str, until: datetime) -> datetime | None:
+        """The `active_at` of a run claimed until `until`: none while a batch's hold covers it
+        (stored now, before the batch's first claim)."""
+        with self._cache_lock:
+            hold = self._held.get(run_id)
+        if hold is None:
+            return until
+        with hold.lock:
+            if hold.hold_id is None and not hold.failed:
+                try:
+                    hold.hold_id = self._runs.hold(hold.run_ids, self._clock.now() + HOLD_FOR)
+                except Exception:  # no hold: each run keeps its own lease entry
+                    hold.failed = True
+                    logging.getLogger("gnomon.execute").exception("could not store the batch's hold")
+            return None if hold.hold_id is not None else until
 
     def _definition(self, name: str) -> CatalogRecord:
         with self._cache_lock:
@@ -390,10 +461,13 @@ class Executor:
             return self._skip(sched, nominal, "definition_missing", "dropped_stale")
         if history_off(definition.doc):
             return self._fire_unrecorded(sched, definition.doc, body, run_id)
-        if self._exists(run_id):  # a redelivery of a firing already taken
-            self._count_down(sched, body["nominal_time"], consume=False)
-            return Handled("duplicate", run_id)
+        # No read first to see whether the run exists (a redelivery): the ledger recognizes a run
+        # it holds, and the run's conditional create below stops any other duplicate, whose
+        # ledger write is undone by its release (a skipped duplicate is stopped by its create).
         now = self._clock.now()
+        # The schedule's newest runs, read once: the ledger's look at the runs it holds (usually
+        # the previous firing's) and the target's last_success_time both come from this page.
+        recent = self._runs.recent(sid, limit=RECENT_PAGE)
         action = {"actions": 1}  # emptied when the ledger's write counted it
         verdict, _ = self._ledger(
             sid,
@@ -401,6 +475,7 @@ class Executor:
             arrival={"run_id": run_id, "overlap": None, "since": fmt(now)},
             read=sched,
             counted=action,
+            known={r.run_id: r for r in recent},
         )
         if verdict == "gone":
             return Handled("deleted", run_id)
@@ -432,7 +507,7 @@ class Executor:
             definition=sched.definition,
             nominal_time=nominal,
             status=RunStatus.running.value,
-            active_at=lease_until,
+            active_at=self._lease_entry(run_id, lease_until),
         )
         try:
             rec = self._runs.create(rec)
@@ -445,7 +520,7 @@ class Executor:
         if action:
             self._schedules.add_counters(sid, action)
         self._count_down(sched, body["nominal_time"], consume=True)
-        handled = self._invoke(rec, definition.doc, sched.doc)
+        handled = self._invoke(rec, definition.doc, sched.doc, recent=recent)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
 
     def _history_off(self, definition: str) -> bool:
@@ -533,13 +608,6 @@ class Executor:
             return Handled("duplicate", run.run_id)
         self._schedules.add_counters(sched.schedule_id, {counter: 1})
         return Handled("skipped", run.run_id, RunStatus.skipped.value)
-
-    def _exists(self, run_id: str) -> bool:
-        try:
-            self._runs.get(run_id)
-        except NotFound:
-            return False
-        return True
 
     def _count_down(self, sched: ScheduleRecord, nominal: str, *, consume: bool) -> None:
         """For a schedule with `remaining_actions`: forget the planned firing at `nominal` and,
@@ -641,7 +709,8 @@ class Executor:
         if attempt == 1 and not doc.get("definition_version"):
             doc["definition_version"] = definition.version
         _begin_attempt(doc, attempt, self._worker_id, now, timeout)
-        new = _replace(run, doc, RunStatus.running.value, now + timedelta(seconds=timeout) + LEASE_GRACE)
+        lease_until = now + timedelta(seconds=timeout) + LEASE_GRACE
+        new = _replace(run, doc, RunStatus.running.value, self._lease_entry(run_id, lease_until))
         try:
             new = self._runs.update(new, expected_version=run.version)
         except Conflict:
@@ -772,6 +841,7 @@ class Executor:
         verify: bool = False,
         read: ScheduleRecord | None = None,
         counted: dict[str, int] | None = None,
+        known: Mapping[str, RunRecord] | None = None,
     ) -> tuple[str, ScheduleRecord | None]:
         """One conditional write of a schedule's overlap ledger: `release` leaves what counts as
         running, `arrival` joins the waiting runs, and the overlap policy decides what starts,
@@ -799,6 +869,8 @@ class Executor:
                 if any(e["run_id"] == arrival["run_id"] for e in waiting):
                     return "buffer", rec
             if release is not None:
+                if arrival is None and not verify and _lazy_release(rec, waiting, flight):
+                    return "none", rec
                 running = [e for e in running if e["run_id"] != release]
             policy = str(doc["policies"]["overlap"])
             cap = doc["policies"].get("max_concurrency")
@@ -807,7 +879,7 @@ class Executor:
             resend: list[str] = []
             if running and (verify or decision.blocked):
                 # Before anything waits for them, make sure the runs in the ledger still run.
-                running, resend = self._verify(running, now)
+                running, resend = self._verify(running, now, known or {})
                 decision = decide(queue, len(running), policy, cap)
             if decision.terminate:
                 # Terminated at once — before the write, so the ledger never forgets a run that
@@ -877,15 +949,19 @@ class Executor:
                     # It had no attempt open (pending between attempts): it closed at once.
                     self._ledger(rec.schedule_id, rec.generation, release=e["run_id"])
 
-    def _verify(self, running: list[JSON], now: datetime) -> tuple[list[JSON], list[str]]:
+    def _verify(
+        self, running: list[JSON], now: datetime, known: Mapping[str, RunRecord]
+    ) -> tuple[list[JSON], list[str]]:
         """The ledger's running entries whose runs still count as running, and those of them that
         were started from the buffer but are still waiting for their run message (sent again:
-        a closer may have died before sending it; a duplicate is claimed once)."""
+        a closer may have died before sending it; a duplicate is claimed once). `known`: runs
+        the caller read just before (consistently), not read again — a run seen closed stays
+        closed, and one seen running is taken as running, as a read an instant later might."""
         alive: list[JSON] = []
         resend: list[str] = []
         for e in running:
             try:
-                run = self._runs.get(e["run_id"])
+                run = known.get(e["run_id"]) or self._runs.get(e["run_id"])
             except NotFound:
                 if parse(e["since"]) > now - UNWRITTEN_GRACE:
                     alive.append(e)  # its worker is between the ledger write and the run's
@@ -1019,7 +1095,14 @@ class Executor:
 
     # -- invoking and closing -------------------------------------------------------------------
 
-    def _invoke(self, run: RunRecord, definition: JSON, sched_doc: JSON | None) -> Handled:
+    def _invoke(
+        self,
+        run: RunRecord,
+        definition: JSON,
+        sched_doc: JSON | None,
+        *,
+        recent: list[RunRecord] | None = None,
+    ) -> Handled:
         doc = run.doc
         inv = Invocation(
             run_id=run.run_id,
@@ -1031,7 +1114,7 @@ class Executor:
             previous_nominal_time=parse(doc["previous_nominal_time"])
             if doc.get("previous_nominal_time")
             else None,
-            last_success_time=self._last_success(run),
+            last_success_time=self._last_success(run, recent),
             input=doc.get("input"),
             target=definition["target"],
             signing_secret=str(definition.get("signing_secret", "")),
@@ -1154,12 +1237,17 @@ class Executor:
             return []
         return list(run.doc.get("inbox") or [])
 
-    def _last_success(self, run: RunRecord) -> datetime | None:
+    def _last_success(self, run: RunRecord, first: list[RunRecord] | None = None) -> datetime | None:
+        """The nominal time of the schedule's newest completed run but this one (`first`: the
+        schedule's newest RECENT_PAGE runs when the caller read them already)."""
         if run.schedule_id is None:
             return None
         # Usually the previous firing's run: a page of 3 (one read unit) before a page of 20.
-        for limit in (3, 20):
-            recent = self._runs.recent(run.schedule_id, limit=limit)
+        for limit in (RECENT_PAGE, 20):
+            if first is not None and limit == RECENT_PAGE:
+                recent = first
+            else:
+                recent = self._runs.recent(run.schedule_id, limit=limit)
             for r in recent:
                 if r.status == RunStatus.completed.value and r.run_id != run.run_id:
                     return parse(r.doc["nominal_time"])
@@ -1421,6 +1509,20 @@ def _closed(run: RunRecord, now: datetime, retention_days: int) -> RunRecord:
 
 def _deletes_itself(doc: JSON) -> bool:
     return bool(doc["policies"].get("action_after_completion") == "delete")
+
+
+def _lazy_release(rec: ScheduleRecord, waiting: list[JSON], flight: JSON) -> bool:
+    """Whether a closed run may stay in the ledger's `running` list instead of a write to take
+    it out (one write unit per firing, the ledger's second): only when nothing waits for its
+    place, no watchdog is set, the schedule does not delete itself and still has firings to
+    come. The next arrival that finds the ledger full looks at the runs it holds (`_verify`)
+    and drops the closed ones in its own write; describe shows only those still running."""
+    return (
+        not waiting
+        and not flight.get("check_at")
+        and not _deletes_itself(rec.doc)
+        and schedule_cursor(rec) is not None
+    )
 
 
 def _verdict(decision: Admission, run_id: str) -> str:

@@ -36,7 +36,7 @@ from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import JSON, Clock, RunRecord, RunStore, ScheduleRecord, ScheduleStore
 from gnomon.services.catalog import Calendars, Definitions
 from gnomon.services.common import Caller
-from gnomon.services.execute import DELETED_REASON
+from gnomon.services.execute import DELETED_REASON, counts_as_running
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.tick import (
     BACKFILL_LEAD,
@@ -575,7 +575,7 @@ class Schedules:
                 }
                 for r in recent
             ],
-            "running_runs": _running_runs(doc, recent),
+            "running_runs": _running_runs(doc, recent, now),
             "last_fire_time": recent[0].doc["nominal_time"] if recent else None,
             "counters": {name: int(rec.counters.get(name, 0)) for name in COUNTERS},
             "backfills": info.get("backfills", []),
@@ -682,7 +682,10 @@ def _trim_backfills(records: list[JSON]) -> list[JSON]:
     return out
 
 
-def _running_runs(doc: JSON, recent: list[RunRecord]) -> list[str]:
-    """The runs that count as running: those the overlap ledger holds, then running ones."""
-    ids = [e["run_id"] for e in (doc.get("flight") or {}).get("running", [])]
+def _running_runs(doc: JSON, recent: list[RunRecord], now: datetime) -> list[str]:
+    """The runs that count as running: those the overlap ledger holds — less those seen closed
+    (the ledger keeps a closed run until the next arrival needs its place: `_lazy_release`) —,
+    then running ones."""
+    closed = {r.run_id for r in recent if not counts_as_running(r, now)}
+    ids = [e["run_id"] for e in (doc.get("flight") or {}).get("running", []) if e["run_id"] not in closed]
     return ids + [r.run_id for r in recent if r.status == RunStatus.running.value and r.run_id not in ids]

@@ -435,6 +435,7 @@ class Ticker:
         """Re-enqueue runs whose attempt is due but has no message in flight (long backoffs,
         lost messages), runs whose worker died holding the lease, and backfilled runs whose
         start comes within reach."""
+        self.sweep_holds(now, report, time_left, reserve)
         for shard in range(self._runs.shards):
             for _ in range(SWEEP_PAGES):
                 if time_left() < reserve:
@@ -452,6 +453,43 @@ class Ticker:
                 # Each handled run left the page's reach (its active_at moved past now).
                 if len(page) < PAGE or not moved:
                     break
+
+    def sweep_holds(
+        self, now: datetime, report: TickReport, time_left: Callable[[], float], reserve: float
+    ) -> None:
+        """Look at the runs of worker batches whose hold expired unreleased (the worker died, or
+        a message failed, or the batch still runs): a run still running without a lease entry
+        of its own gets one — at its lease's end, or now when that passed (then the lost
+        attempt is handled as any expired lease) —; then the hold goes."""
+        for _ in range(SWEEP_PAGES):
+            if time_left() < reserve:
+                report.complete = False
+                return
+            holds = self._runs.expired_holds(now, limit=PAGE)
+            for hold in holds:
+                settled = True
+                for run_id in hold.run_ids:
+                    try:
+                        run = self._runs.get(run_id)
+                        if run.status != RunStatus.running or run.active_at is not None:
+                            continue  # closed, waiting for its next attempt, or with its own entry
+                        lease = run.doc.get("lease") or {}
+                        ends = parse(lease["expires_at"]) if lease.get("expires_at") else now
+                        if ends > now:  # still within its lease: give it its own entry
+                            self._runs.update(
+                                _run_with(run, dict(run.doc), active_at=ends), expected_version=run.version
+                            )
+                        elif self._sweep_one(run, now):
+                            report.runs_swept += 1
+                    except NotFound:
+                        continue
+                    except Conflict:
+                        report.conflicts += 1
+                        settled = False  # changed meanwhile: look again at the next tick
+                if settled:
+                    self._runs.release(hold.hold_id)
+            if len(holds) < PAGE:
+                return
 
     def _sweep_one(self, run: RunRecord, now: datetime) -> bool:
         doc = dict(run.doc)
