@@ -209,7 +209,13 @@ class Stack:
     _out: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     @classmethod
-    def start(cls, tick_seconds: float, timeout: float = 90.0, horizon_seconds: float | None = None) -> Stack:
+    def start(
+        cls,
+        tick_seconds: float,
+        timeout: float = 90.0,
+        horizon_seconds: float | None = None,
+        pollers: int | None = None,
+    ) -> Stack:
         fd, err_path = tempfile.mkstemp(prefix="gnomon-bench-dev-", suffix=".stderr")
         env = dict(os.environ)
         for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "GNOMON_STORE"):
@@ -229,6 +235,7 @@ class Stack:
                     "0",
                     "--tick-seconds",
                     str(tick_seconds),
+                    *(["--pollers", str(pollers)] if pollers is not None else []),
                 ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
@@ -465,6 +472,7 @@ def run_load(
     horizon_seconds: float | None = None,
     create_limit: float = CREATE_LIMIT,
     cleanup_limit: float = CLEANUP_LIMIT,
+    pollers: int | None = None,
 ) -> dict[str, Any]:
     """Start a stack, fire `load` into a receiver, measure, clean up. Answers the figures."""
     import httpx
@@ -478,7 +486,7 @@ def run_load(
     if busy_before is not None and busy_before > 15:
         say("  warning: the machine is busy with other work; the figures will include that contention")
     t_start = time.monotonic()
-    stack = Stack.start(tick_seconds, horizon_seconds=horizon_seconds)
+    stack = Stack.start(tick_seconds, horizon_seconds=horizon_seconds, pollers=pollers)
     problems: list[str] = []
     ids = [_sid(i) for i in range(len(load.schedules))]
     planned_ids = list(ids)
@@ -878,6 +886,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="what-if: run the stack with this ticker horizon instead of the template's (60); "
         "results go to lateness-horizon-<N>.json",
     )
+    p.add_argument(
+        "--pollers",
+        type=int,
+        default=None,
+        help="what-if: `gnomon dev --pollers N` (concurrent worker batches; the stack's default is 2)",
+    )
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/lateness.json")
 
 
@@ -890,6 +904,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tick_seconds": args.tick_seconds,
         "quiet_wait": args.quiet_wait,
         "horizon_seconds": args.horizon_seconds,
+        "pollers": args.pollers,
         "loads": [{"name": ld.name, "schedules": list(ld.schedules), "seconds": ld.seconds} for ld in loads],
     }
     results: list[dict[str, Any]] = []
@@ -904,6 +919,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 horizon_seconds=args.horizon_seconds,
                 create_limit=args.create_limit,
                 cleanup_limit=args.cleanup_limit,
+                pollers=args.pollers,
             )
         )
         if not args.no_write:  # after each load, so an interrupted run keeps what it measured
@@ -967,7 +983,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _result_name(args: argparse.Namespace) -> str:
-    return NAME if args.horizon_seconds is None else f"{NAME}-horizon-{args.horizon_seconds:g}"
+    name = NAME if args.horizon_seconds is None else f"{NAME}-horizon-{args.horizon_seconds:g}"
+    return name if args.pollers is None else f"{name}-pollers-{args.pollers}"
 
 
 def _floats(text: str) -> list[float]:

@@ -7,20 +7,20 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from gnomon import tracing
 from gnomon.services.runs import sweep_expired
 from gnomon.wiring import services
 
 logger = Logger(service="gnomon")
-tracer = Tracer(service="gnomon")
 metrics = Metrics(namespace="gnomon", service="ticker")
 _expiry_cursor: str | None = None  # where the local stack's retention sweep goes on
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@tracing.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else (lambda: 60.0)

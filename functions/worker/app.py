@@ -11,14 +11,14 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from gnomon import tracing
 from gnomon.services.events import is_event_message
 from gnomon.wiring import services
 
 logger = Logger(service="gnomon")
-tracer = Tracer(service="gnomon")
 metrics = Metrics(namespace="gnomon", service="worker")
 _pool = ThreadPoolExecutor(max_workers=10)
 # Runs by final status, for the dashboard (template.yaml); timed_out counts as failed too.
@@ -63,7 +63,7 @@ def _process(record: dict[str, Any]) -> tuple[str | None, Any]:
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@tracing.capture_lambda_handler
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = event.get("Records", [])
