@@ -77,3 +77,68 @@ def test_a_write_that_did_not_happen_still_fails(faults: Faults) -> None:
         runs.update(_run("completed"), expected_version=1)
     assert sum(n for k, n in faults.counts.items() if k.startswith("throttle")) == 4
     assert runs.get(RUN_ID).version == 1
+
+
+@pytest.mark.parametrize("kind", ["ambiguous", "ambiguous_retried"])
+def test_a_schedule_update_whose_answer_was_lost_is_still_the_callers(faults: Faults, kind: str) -> None:
+    """The overlap ledger's write also counts the firing's `actions`: taken for someone else's
+    write, the worker counted the action again (the chaos harness's long form: one slip in
+    10 210 firings)."""
+    from gnomon.adapters.dynamo import DynamoScheduleStore
+    from gnomon.ports import ScheduleRecord
+
+    schedules = DynamoScheduleStore()
+    rec = ScheduleRecord(
+        schedule_id="s",
+        doc={"state": {}},
+        generation="g1",
+        definition="job",
+        group="default",
+        next_fire_at=None,
+    )
+    schedules.create(rec)
+    faults.script("UpdateItem", kind)
+    saved = schedules.update(
+        ScheduleRecord(**{**rec.__dict__, "doc": {"state": {}, "by": "w1"}}),
+        expected_version=1,
+        counters={"actions": 1},
+    )
+    assert faults.counts[kind] == 1
+    assert saved.version == 2 and saved.counters == {"actions": 1}
+    with pytest.raises(Conflict):  # another writer of version 1 still loses
+        schedules.update(
+            ScheduleRecord(**{**rec.__dict__, "doc": {"state": {}, "by": "w2"}}), expected_version=1
+        )
+    stored = schedules.get("s")
+    assert stored.doc["by"] == "w1" and stored.counters == {"actions": 1}
+
+
+@pytest.mark.parametrize("kind", ["ambiguous", "ambiguous_retried"])
+def test_a_counter_add_whose_answer_was_lost_counts_once(faults: Faults, kind: str) -> None:
+    from gnomon.adapters.dynamo import DynamoScheduleStore
+    from gnomon.adapters.stats_dynamo import DynamoStatsStore
+    from gnomon.ports import ScheduleRecord
+
+    schedules = DynamoScheduleStore()
+    schedules.create(
+        ScheduleRecord(
+            schedule_id="s",
+            doc={"state": {}},
+            generation="g1",
+            definition="job",
+            group="default",
+            next_fire_at=None,
+        )
+    )
+    faults.script("UpdateItem", kind)
+    schedules.add_counters("s", {"actions": 1})
+    schedules.add_counters("s", {"actions": 1})
+    assert faults.counts[kind] == 1
+    assert schedules.get("s").counters == {"actions": 2}
+
+    stats = DynamoStatsStore()
+    faults.script("UpdateItem", kind)
+    stats.add("k", {"completed": 1})
+    stats.add("k", {"completed": 2})
+    assert faults.counts[kind] == 2
+    assert stats.get_many(["k"]) == {"k": {"completed": 3}}

@@ -492,6 +492,7 @@ class _ScheduleItem(Model):
     due_shard = UnicodeAttribute(null=True)  # both absent when next_fire_at is None: sparse `due`
     due_key = UnicodeAttribute(null=True)
     counters = MapAttribute[str, Any](default=dict)  # raw map: counter name → number
+    write_token = UnicodeAttribute(null=True)  # fresh per update: see `DynamoScheduleStore.update`
 
     due = _DueIndex()
     by_kind = _ScheduleByKind()
@@ -563,15 +564,32 @@ class DynamoScheduleStore:
         for name, delta in (counters or {}).items():  # same atomic add as add_counters
             path = m.counters[name]
             actions.append(path.set((path | 0) + int(delta)))
+        # A token fresh for every write: an answer lost in transit (or an SDK retry failing on the
+        # condition its own first try satisfied) must not read as someone else's write — the
+        # caller would redo what it already did, e.g. count an action twice.
+        token = uuid.uuid4().hex
+        actions.append(m.write_token.set(token))
         condition = m.schedule_id.exists() if expected_version is None else m.version == expected_version
         item = m(rec.schedule_id)
         try:
             item.update(actions, condition=condition)  # returns ALL_NEW into `item`
         except UpdateError as e:
             if _cause_code(e) != _CONDITION_FAILED:
-                raise
+                return self._record(self._own_or_raise(rec.schedule_id, token, e))
+            cur = self._read(rec.schedule_id)
+            if cur is not None and cur.write_token == token:
+                return self._record(cur)
             raise self._failed(rec.schedule_id, expected_version) from None
+        except Exception as e:
+            return self._record(self._own_or_raise(rec.schedule_id, token, e))
         return self._record(item)
+
+    def _own_or_raise(self, schedule_id: str, token: str, error: Exception) -> _ScheduleItem:
+        """After an error that does not say whether the write happened: the item if it did."""
+        cur = self._read(schedule_id)
+        if cur is not None and cur.write_token == token:
+            return cur
+        raise error
 
     def delete(self, schedule_id: str, *, expected_version: int | None = None) -> None:
         m = self._item
@@ -645,11 +663,18 @@ class DynamoScheduleStore:
         for name, delta in deltas.items():
             path = m.counters[name]
             actions.append(path.set((path | 0) + int(delta)))
+        # The SDK's retry of an add whose answer was lost finds its own token and is not added twice.
+        token = uuid.uuid4().hex
+        actions.append(m.write_token.set(token))
+        condition = m.schedule_id.exists() & (m.write_token.does_not_exist() | (m.write_token != token))
         try:
-            m(schedule_id).update(actions, condition=m.schedule_id.exists())
+            m(schedule_id).update(actions, condition=condition)
         except UpdateError as e:
-            if _cause_code(e) != _CONDITION_FAILED:
-                raise  # a missing schedule is a no-op; anything else is not
+            if _cause_code(e) == _CONDITION_FAILED:
+                return  # a missing schedule (or our own add, already applied) is a no-op
+            self._own_or_raise(schedule_id, token, e)
+        except Exception as e:
+            self._own_or_raise(schedule_id, token, e)
 
     # internals
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from gnomon.adapters.memory import epoch_seconds
 
 REQUESTS_TABLE_ENV = "GNOMON_REQUESTS_TABLE"
-_RESERVED = frozenset({"pk", "expires_at"})
+_RESERVED = frozenset({"pk", "expires_at", "write_token"})
 
 
 class DynamoStatsStore:
@@ -55,18 +57,36 @@ class DynamoStatsStore:
             names[f"#c{i}"] = name
             values[f":c{i}"] = {"N": str(delta)}
             adds.append(f"#c{i} :c{i}")
-        expression = "ADD " + ", ".join(adds)
+        # A token per call, so the SDK's retry of an add whose answer was lost is not added twice:
+        # the retry finds its own token and fails the condition.
+        names["#wt"] = "write_token"
+        token = uuid.uuid4().hex
+        values[":wt"] = {"S": token}
+        expression = "ADD " + ", ".join(adds) + " SET #wt = :wt"
         if expires_at is not None:
             names["#ttl"] = "expires_at"
             values[":ttl"] = {"N": str(epoch_seconds(expires_at))}
-            expression += " SET #ttl = :ttl"
-        self._ddb.update_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": key}},
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+            expression += ", #ttl = :ttl"
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": key}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_not_exists(#wt) OR #wt <> :wt",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                self._own_or_raise(key, token, e)
+            # else only our own first try could have left this token: it was applied
+        except Exception as e:  # e.g. a read timeout: the add may have happened
+            self._own_or_raise(key, token, e)
+
+    def _own_or_raise(self, key: str, token: str, error: Exception) -> None:
+        item = self._ddb.get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True)
+        if item.get("Item", {}).get("write_token", {}).get("S") != token:
+            raise error
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, int]]:
         if len(keys) > 100:
