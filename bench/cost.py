@@ -262,6 +262,8 @@ class Meter:
                     name = f"{self._lid(t)}.{k}"
                     req.index_wru[name] = req.index_wru.get(name, 0) + v
         elif op == "BatchWriteItem":
+            if all(key["pk"]["S"].startswith("plan#") for _, _, key, _, _ in old):
+                req.operation = "BatchWriteItem[plan log]"  # the ticker's record of what it enqueued
             for kind, t, _key, before, item in old:
                 cost = item_write_cost(self.tables[t], before, item if kind == "Put" else None)
                 req.wru += cost.table_units
@@ -456,6 +458,7 @@ def _run(sim: Simulation, template: dict[str, Any], meter: Meter) -> dict[str, A
         DynamoRunStore,
         DynamoScheduleStore,
     )
+    from gnomon.adapters.planlog_dynamo import DynamoPlanLog
     from gnomon.adapters.sqs import SqsFiringQueue
     from gnomon.adapters.stats_dynamo import DynamoStatsStore
     from gnomon.domain.model import DefinitionBody, ScheduleCreate
@@ -477,6 +480,7 @@ def _run(sim: Simulation, template: dict[str, Any], meter: Meter) -> dict[str, A
         horizon_seconds=sim.horizon,
         worker_id="worker-cost",
         stats_store=DynamoStatsStore(),
+        plan_log=DynamoPlanLog(),
     )
     services.executor._sleep = lambda s: None  # the virtual clock is already at the firing's second
     ticker_app, worker_app = _handler_module("ticker"), _handler_module("worker")

@@ -172,6 +172,7 @@ def build_services() -> tuple[Any, Any]:
     from gnomon.adapters.dynamo import DynamoCatalogStore, DynamoRunStore, DynamoScheduleStore
     from gnomon.adapters.memory import MemoryRequestLog
     from gnomon.adapters.memory_queue import MemoryFiringQueue
+    from gnomon.adapters.planlog_dynamo import DynamoPlanLog
     from gnomon.wiring import build
 
     queue = MemoryFiringQueue()
@@ -184,6 +185,7 @@ def build_services() -> tuple[Any, Any]:
         queue=queue,
         invoker=None,
         token_key=b"k",
+        plan_log=DynamoPlanLog(),
     )
     return services, queue
 

@@ -294,6 +294,48 @@ class RunStore(Protocol):
 
 
 @dataclass(frozen=True)
+class PlannedFiring:
+    """A scheduled firing the ticker handed to the firing queue (its message is on its way).
+
+    The worker checks it against the schedule on delivery: it runs only if the schedule still
+    has this `generation` and `config_version` and is not paused then."""
+
+    schedule_id: str
+    generation: str
+    config_version: int
+    nominal_time: datetime
+    scheduled_time: datetime
+    group: str
+    definition: str
+
+
+@dataclass(frozen=True)
+class PlanWindow:
+    """The planned firings of a window, by (scheduled_time, schedule_id, nominal_time).
+    `complete` False: more were recorded than the caller's limit allowed to read."""
+
+    firings: builtins.list[PlannedFiring]
+    complete: bool
+
+
+class PlanLog(Protocol):
+    """What the ticker enqueued, by scheduled time: `/v1/upcoming` lists firings already handed
+    to the queue from here (the due index only holds each schedule's next firing *not yet*
+    enqueued). Written once per page of planned schedules, a few small items whatever the
+    number of firings, and forgotten (TTL) an hour after the last firing of an item."""
+
+    def record(self, firings: builtins.list[PlannedFiring], *, now: datetime) -> None:
+        """Remember firings just enqueued (any order; none: no write). Unconditional: recording
+        a firing twice (a re-plan after a conflict) is harmless, readers deduplicate."""
+        ...
+
+    def window(self, start: datetime, end: datetime, *, now: datetime, limit: int) -> PlanWindow:
+        """The recorded firings with `start` ≤ scheduled_time < `end` whose record has not
+        expired at `now`, sorted; after `limit` firings read, stop (`complete` False)."""
+        ...
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     """A message for the firing queue, delivered `delay_seconds` (0–900) after sending."""
 

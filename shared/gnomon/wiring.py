@@ -23,6 +23,7 @@ from gnomon.ports import (
     Clock,
     DeadLetterQueue,
     FiringQueue,
+    PlanLog,
     RequestLog,
     RunStore,
     ScheduleStore,
@@ -62,6 +63,7 @@ class Services:
     stats: Stats
     events: Events
     notifier: Notifier
+    plan_log: PlanLog
 
     @contextlib.contextmanager
     def per_batch(self, bodies: Sequence[JSON] = ()) -> Iterator[BatchHold]:
@@ -90,9 +92,15 @@ def build(
     event_store: EventStore | None = None,
     notification_sender: NotificationSender | None = None,
     lifecycle_bus: LifecycleBus | None = None,
+    plan_log: PlanLog | None = None,
 ) -> Services:
     """Wire the use cases over the given adapters. With a `lifecycle_bus`, every run status
-    change and schedule create/delete/pause/unpause is put on it."""
+    change and schedule create/delete/pause/unpause is put on it. Without a `plan_log`, the
+    ticker records what it enqueues in memory (`/v1/upcoming` of this process reads it)."""
+    if plan_log is None:
+        from gnomon.adapters.planlog import MemoryPlanLog
+
+        plan_log = MemoryPlanLog()
     if stats_store is None:
         from gnomon.adapters.stats_memory import MemoryStatsStore
 
@@ -124,6 +132,7 @@ def build(
         compile_doc,
         horizon_seconds=horizon_seconds,
         firing_quota=lambda group: group_quota(catalog, group).max_firings_per_second,
+        plan_log=plan_log,
     )
     schedules = Schedules(
         schedule_store,
@@ -174,6 +183,7 @@ def build(
         Stats(stats_store, clock),
         events,
         notifier,
+        plan_log,
     )
 
 
@@ -218,6 +228,7 @@ def services() -> Services:
         DynamoScheduleStore,
     )
     from gnomon.adapters.notify import AwsNotificationSender, bus_from_env
+    from gnomon.adapters.planlog_dynamo import DynamoPlanLog
     from gnomon.adapters.sqs import SqsDeadLetterQueue, SqsFiringQueue
     from gnomon.adapters.stats_dynamo import DynamoStatsStore
 
@@ -237,6 +248,7 @@ def services() -> Services:
         event_store=_event_store(),
         notification_sender=AwsNotificationSender(),
         lifecycle_bus=bus_from_env(),
+        plan_log=DynamoPlanLog(),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from gnomon.adapters.memory import MemoryCatalogStore, MemoryRequestLog, MemoryRunStore, MemoryScheduleStore
 from gnomon.adapters.memory_queue import MemoryFiringQueue
 from gnomon.domain.model import DefinitionBody, ScheduleCreate
-from gnomon.ports import Invocation, Outcome, RunRecord, RunStore, ScheduleStore
+from gnomon.ports import Invocation, Outcome, PlanLog, RunRecord, RunStore, ScheduleStore
 from gnomon.ports_events import EventStore
 from gnomon.services.common import Caller
 from gnomon.wiring import Services, build
@@ -61,6 +61,7 @@ class Pipeline:
         self.schedule_store: ScheduleStore
         self.run_store: RunStore
         events: EventStore | None = None
+        plan_log: PlanLog | None = None  # build()'s in-memory one
         if backend == "dynamo":  # the caller has moto running with the tables in the environment
             from gnomon.adapters.dynamo import (
                 DynamoCatalogStore,
@@ -68,9 +69,11 @@ class Pipeline:
                 DynamoRunStore,
                 DynamoScheduleStore,
             )
+            from gnomon.adapters.planlog_dynamo import DynamoPlanLog
 
             catalog, requests = DynamoCatalogStore(), DynamoRequestLog()
             self.schedule_store, self.run_store = DynamoScheduleStore(), DynamoRunStore()
+            plan_log = DynamoPlanLog()
             if os.environ.get("GNOMON_EVENTS_TABLE"):
                 from gnomon.adapters.events_dynamo import DynamoEventStore
 
@@ -89,6 +92,7 @@ class Pipeline:
             token_key=b"k",
             horizon_seconds=horizon,
             event_store=events,
+            plan_log=plan_log,
         )
         self.s.executor._sleep = self.clock.sleep  # type: ignore[attr-defined]
         self.pending: list[tuple[datetime, dict[str, Any]]] = []

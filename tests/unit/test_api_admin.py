@@ -61,8 +61,9 @@ def mk_schedule(api: ApiClient, sid: str, spec: dict[str, Any], **extra: Any) ->
 
 
 def whole_hour(hours_ahead: int) -> datetime:
-    """A whole hour at least `hours_ahead` − 1 h away. Tests of upcoming use ≥ 2: firings within
-    the ticker's 60 s horizon are handed to the queue at create (see Upcoming's limitation)."""
+    """A whole hour at least `hours_ahead` − 1 h away (tests of upcoming use ≥ 2: their firings
+    come from the due index; those the ticker already enqueued are tested in
+    test_preview_consistency)."""
     now = datetime.now(UTC)
     return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=hours_ahead)
 

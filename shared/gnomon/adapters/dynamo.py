@@ -23,7 +23,8 @@ Tables (names from env at runtime; the SAM template declares the same keys and i
   run id mod 4, `time_key` = "<sortable nominal_time>#<run_id>"), projecting `definition` (never
   `status`, which changes), for lists across schedules (the 4 shards merged newest first); sparse
   KEYS_ONLY `active` on (`active_shard`, `active_key` = "<sortable active_at>#<run_id>"), absent
-  when `active_at` is None. `expires_at` (epoch seconds) is the TTL attribute.
+  when `active_at` is None. `expires_at` (epoch seconds) is the TTL attribute. The plan log's
+  items (pk "plan#<day>") share the table: `gnomon.adapters.planlog_dynamo`.
 
 Storage choices: `doc` is a JSON string (exact round trip of ints/floats/nulls/key order, no
 DynamoDB type mapping to drift from the in-memory fake); schedules and runs keep it

@@ -43,6 +43,7 @@ def admin() -> Admin:
         resolve_calendars=s.calendars.resolve,
         clock=s.clock,
         tokens=s.tokens,
+        plan_log=s.plan_log,
     )
 
 

@@ -28,7 +28,16 @@ from gnomon.domain.errors import AlreadyExists, Conflict, InUse, InvalidArgument
 from gnomon.domain.model import ScheduleUpdate
 from gnomon.domain.spec import Calendar, CompiledSpec, Spec, compile_calendar, compile_spec
 from gnomon.domain.timefmt import EPOCH, fmt, parse
-from gnomon.ports import JSON, CatalogRecord, CatalogStore, Clock, ScheduleRecord, ScheduleStore
+from gnomon.ports import (
+    JSON,
+    CatalogRecord,
+    CatalogStore,
+    Clock,
+    PlanLog,
+    PlannedFiring,
+    ScheduleRecord,
+    ScheduleStore,
+)
 from gnomon.services.catalog import CALENDAR
 from gnomon.services.common import Caller
 from gnomon.services.pagetoken import PageTokens
@@ -43,7 +52,10 @@ IN_USE_LISTED = 100  # schedule ids an `in_use` error names
 MAX_BULK = 1000  # schedules per bulk call (CONTRACT.md §4)
 BULK_BUDGET_SECONDS = 20.0  # a bulk call stops early (with a page token) past this; the API has 29 s
 UPCOMING_WINDOW = timedelta(hours=24)
-MAX_UPCOMING_SCHEDULES = 10_000  # due schedules one upcoming page may read
+MAX_UPCOMING_SCHEDULES = 10_000  # schedules one upcoming page may read (due, or with enqueued firings)
+# Enqueued firings (plan-log entries) one upcoming page may read: a 15-minute horizon of
+# 100 000 firings is ~110 per second, beyond what one window listing is for.
+MAX_UPCOMING_PLANNED = 100_000
 # Upcoming counts a schedule's `remaining_actions` from now up to this many firings; a larger
 # one is treated as unlimited (counting that far ahead would cost more than it could matter).
 MAX_REMAINING_COUNTED = 10_000
@@ -550,23 +562,32 @@ class Bulk:
 class Upcoming:
     """Every firing due in a window (≤ 24 h) across all schedules, by scheduled time.
 
-    Reads the due index, not the schedules: only schedules whose next unplanned firing
-    (`next_fire_at`) is before the window's end, then their spec's times inside the window.
-    Limitation: the ticker hands firings to the queue up to its horizon (60 s) ahead and moves
-    `next_fire_at` past them; a firing already handed over, of a schedule whose next unplanned
-    firing lies after the window, is not listed (it matters only for windows ending within the
-    horizon, e.g. the next minute). Paused schedules are left out, except those pausing until a
-    time inside the window (their firings after it are listed); `remaining_actions` caps a
-    schedule's firings counted from now.
+    Two sources, merged and deduplicated on (schedule id, nominal time):
+    - the due index, not the schedules: only schedules whose next unplanned firing
+      (`next_fire_at`) is before the window's end, then their spec's times inside the window;
+    - the plan log: the firings the ticker already handed to the queue (up to its horizon
+      ahead), which the due index no longer holds once a schedule's cursor moved past them.
+      Each is listed only while the worker would still run it: the schedule exists with the
+      same generation and config_version (an update makes enqueued firings stale), and is not
+      paused (or pauses until before it). Where both list a firing, the plan log's scheduled
+      time wins (a group's `max_firings_per_second` may have moved it).
+    Paused schedules are left out, except those pausing until a time inside the window (their
+    firings after it are listed); `remaining_actions` caps a schedule's firings counted from now.
     """
 
     def __init__(
-        self, store: ScheduleStore, compile: Callable[[JSON], CompiledSpec], clock: Clock, tokens: PageTokens
+        self,
+        store: ScheduleStore,
+        compile: Callable[[JSON], CompiledSpec],
+        clock: Clock,
+        tokens: PageTokens,
+        plan_log: PlanLog | None = None,
     ) -> None:
         self._store = store
         self._compile = compile
         self._clock = clock
         self._tokens = tokens
+        self._plan_log = plan_log
 
     def list(
         self, *, start: datetime, end: datetime, group: str | None, page_token: str | None, page_size: int
@@ -580,16 +601,21 @@ class Upcoming:
         filters = {"from": fmt(start), "to": fmt(end), "group": group}
         raw = self._tokens.decode(page_token, "upcoming", filters)
         cursor = _cursor(raw) if raw is not None else None
+        records: dict[str, ScheduleRecord | None] = {r.schedule_id: r for r in self._due_records(end)}
+        # The whole window is read (not from the cursor): every page deduplicates alike.
+        planned = self._planned(start, end, group, records)
+        taken = {(f.schedule_id, f.nominal) for f in planned}
         streams = [
-            s
-            for rec in self._due_records(end)
-            if group is None or rec.group == group
+            (f for f in s if (f.schedule_id, f.nominal) not in taken)
+            for rec in records.values()
+            if rec is not None and (group is None or rec.group == group)
             if (s := self._stream(rec, start, end, cursor)) is not None
         ]
-        merged = heapq.merge(*streams)
-        taken = list(islice(merged, page_size + 1))
-        shown = taken[:page_size]
-        last = shown[-1] if len(taken) > page_size else None
+        after_cursor = (f for f in planned if cursor is None or f.key() > cursor.key())
+        merged = heapq.merge(after_cursor, *streams)
+        taken_page = list(islice(merged, page_size + 1))
+        shown = taken_page[:page_size]
+        last = shown[-1] if len(taken_page) > page_size else None
         return {
             "items": [
                 {
@@ -609,6 +635,45 @@ class Upcoming:
                 filters,
             ),
         }
+
+    def _planned(
+        self, start: datetime, end: datetime, group: str | None, records: dict[str, ScheduleRecord | None]
+    ) -> builtins.list[_Firing]:
+        """The plan log's firings in the window that will still run, sorted, one per (schedule,
+        nominal time). `records` caches the schedules read (None: gone); the schedules read
+        for the plan log count towards `MAX_UPCOMING_SCHEDULES` too."""
+        if self._plan_log is None:
+            return []
+        window = self._plan_log.window(start, end, now=self._clock.now(), limit=MAX_UPCOMING_PLANNED)
+        if not window.complete:
+            raise InvalidArgument(
+                "query.to", f"more than {MAX_UPCOMING_PLANNED} enqueued firings in this window; narrow it"
+            )
+        out: list[_Firing] = []
+        seen: set[tuple[str, datetime]] = set()
+        for p in window.firings:  # sorted: of two records of one firing, the earlier is kept
+            if group is not None and p.group != group:
+                continue  # a group change moves config_version on: this record is stale
+            if (p.schedule_id, p.nominal_time) in seen:
+                continue
+            rec = self._record(p.schedule_id, records)
+            if rec is None or not still_runs(rec, p):
+                continue
+            seen.add((p.schedule_id, p.nominal_time))
+            out.append(_Firing(p.scheduled_time, p.schedule_id, p.nominal_time, rec.definition, rec.group))
+        return out
+
+    def _record(self, schedule_id: str, records: dict[str, ScheduleRecord | None]) -> ScheduleRecord | None:
+        if schedule_id not in records:
+            if len(records) >= MAX_UPCOMING_SCHEDULES:
+                raise InvalidArgument(
+                    "query.to", f"more than {MAX_UPCOMING_SCHEDULES} schedules fire in this window; narrow it"
+                )
+            try:
+                records[schedule_id] = self._store.get(schedule_id)
+            except NotFound:
+                records[schedule_id] = None
+        return records[schedule_id]
 
     def _due_records(self, end: datetime) -> Iterator[ScheduleRecord]:
         """The schedules whose next unplanned firing is at or before `end`, through the due
@@ -659,6 +724,22 @@ class Upcoming:
         if remaining is not None and remaining > MAX_REMAINING_COUNTED:
             remaining = None
         return _firings(rec, compiled, after, start, end, cursor, remaining, self._clock.now())
+
+
+def still_runs(rec: ScheduleRecord, planned: PlannedFiring) -> bool:
+    """Whether an enqueued firing will run as things stand: the worker drops it when the
+    schedule was re-created (generation) or changed (config_version), and skips it while paused;
+    a schedule pausing until a time before the firing is counted unpaused by then, as
+    `Upcoming._stream` counts it, and one with no actions left runs none."""
+    if rec.generation != planned.generation or rec.doc.get("config_version", 1) != planned.config_version:
+        return False
+    state = rec.doc["state"]
+    if state.get("remaining_actions") == 0:
+        return False
+    if state.get("paused"):
+        until = state.get("paused_until")
+        return bool(until) and planned.nominal_time > parse(until)
+    return True
 
 
 def _firings(
@@ -740,11 +821,13 @@ class Admin:
         resolve_calendars: Callable[[list[str], str], list[Any]],
         clock: Clock,
         tokens: PageTokens,
+        plan_log: PlanLog | None = None,
     ) -> Admin:
-        """Wire them; `resolve_calendars` is `Calendars.resolve`."""
+        """Wire them; `resolve_calendars` is `Calendars.resolve`; `plan_log` is what the ticker
+        records its enqueued firings in (None: upcoming lists the due index's firings only)."""
         return cls(
             calendars=NamedCalendars(catalog, schedule_store, clock, tokens, Refresh(schedules)),
             groups=Groups(catalog, schedule_store, clock, tokens),
             bulk=Bulk(schedule_store, schedules, tokens),
-            upcoming=Upcoming(schedule_store, spec_compiler(resolve_calendars), clock, tokens),
+            upcoming=Upcoming(schedule_store, spec_compiler(resolve_calendars), clock, tokens, plan_log),
         )

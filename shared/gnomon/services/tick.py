@@ -17,6 +17,7 @@ that deletes itself (`finish_at`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from gnomon.ports import (
     DueEntry,
     FiringQueue,
     OutgoingMessage,
+    PlanLog,
+    PlannedFiring,
     RunRecord,
     RunStore,
     ScheduleRecord,
@@ -99,7 +102,9 @@ class Ticker:
         *,
         horizon_seconds: float = 60.0,
         firing_quota: Callable[[str], float | None] | None = None,
+        plan_log: PlanLog | None = None,
     ) -> None:
+        self._plan_log = plan_log  # what was enqueued, for /v1/upcoming (None: not recorded)
         self._firing_quota = firing_quota  # a group's max_firings_per_second (None = unlimited)
         self._taken: dict[str, dict[int, int]] = {}  # per group: firings placed per epoch second
         self._quota_cache: dict[str, tuple[datetime, float | None]] = {}
@@ -190,6 +195,7 @@ class Ticker:
         # Enqueue first, then advance: dying in between only enqueues twice (deduplicated by run id).
         if prepared.messages:
             self._queue.send(prepared.messages)
+            self._record_plan([prepared], now, report)
         return self._commit(prepared, report)
 
     def _plan_page(self, entries: list[DueEntry], now: datetime, until: datetime, report: TickReport) -> None:
@@ -213,6 +219,7 @@ class Ticker:
         messages = [m for p in prepared for m in p.messages]
         if messages:
             self._queue.send(messages)
+            self._record_plan(prepared, now, report)
         for p in prepared:
             try:
                 sent = self._commit(p, report)
@@ -228,6 +235,35 @@ class Ticker:
                 continue
             report.schedules_advanced += 1
             report.firings_enqueued += sent
+
+    def _record_plan(self, prepared: list[_Prepared], now: datetime, report: TickReport) -> None:
+        """Record the firings just sent in the plan log (one write for the page, a few items
+        for large ones), before the advances: what is recorded was sent. A firing whose advance
+        then fails stays recorded; readers drop it when the schedule's generation or
+        config_version no longer match (as the worker does), and a re-plan records it again."""
+        if self._plan_log is None:
+            return
+        firings = [
+            PlannedFiring(
+                schedule_id=p.rec.schedule_id,
+                generation=str(m.body["generation"]),
+                config_version=int(m.body["config_version"]),
+                nominal_time=parse(m.body["nominal_time"]),
+                scheduled_time=parse(m.body["scheduled_time"]),
+                group=p.record.group,
+                definition=p.record.definition,
+            )
+            for p in prepared
+            for m in p.messages
+            if m.body.get("kind") == "firing"
+        ]
+        if not firings:
+            return
+        try:
+            self._plan_log.record(firings, now=now)
+        except Exception as exc:  # the firings are on their way: only /v1/upcoming misses them
+            logging.getLogger("gnomon.tick").warning("plan log not written: %r", exc)
+            report.errors.append(f"plan log: {exc!r}")
 
     def _commit(self, p: _Prepared, report: TickReport) -> int:
         """Advance a prepared schedule (its messages were sent) and record what it missed."""
