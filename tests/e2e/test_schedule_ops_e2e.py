@@ -257,7 +257,10 @@ def test_overlap_skips_are_recorded_and_counted(api: httpx.Client, receiver: Rec
     assert all(x["started_at"] is None and x["attempt"] == 0 for x in overlap)
     counters = api.get("/v1/schedules/sk-1s").json()["info"]["counters"]
     assert counters["skipped_overlap"] == len(overlap)
-    assert counters["skipped_paused"] == len(paused)  # paused with nothing missed yet
+    # the enqueued firings delivered while paused are recorded; a firing the ticker reached while
+    # paused is counted without a record (on a slow machine the ticker may get to one before the
+    # runs settle)
+    assert counters["skipped_paused"] >= len(paused)
     assert counters["actions"] == len(completed) == len(receiver.runs("/slow-sk"))
     listed = api.get("/v1/runs", params={"schedule": "sk-1s", "status": "skipped", "page_size": 1000}).json()
     assert {x["run_id"] for x in listed["items"]} == {x["run_id"] for x in overlap + paused}
