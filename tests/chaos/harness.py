@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import random
@@ -221,6 +222,7 @@ class Chaos:
         visibility, max_receive = _queue_settings(template)
         self.queue = SimQueue(self.clock, visibility, max_receive)
         self.app = _worker_handler_module()
+        self._dead_scopes: list[Any] = []  # batch scopes of crashed workers
         self._tls = threading.local()
         self.app.services = lambda: self._tls.services  # the handler's services: this thread's container
         self.lock = threading.Lock()
@@ -368,6 +370,7 @@ class Chaos:
             self.tick_reports["conflicts"] += report.conflicts
             self.tick_reports["errors"] += len(report.errors)
             self.tick_reports["firings_enqueued"] += report.firings_enqueued
+            self.tick_reports["holds_swept"] += report.holds_swept
             self.tick_reports["runs_swept"] += report.runs_swept
             for e in report.errors:
                 self.errors["tick-schedule: " + e.split(": ", 1)[-1].split("(", 1)[0]] += 1
@@ -375,30 +378,45 @@ class Chaos:
     def _deliver_visible(self) -> None:
         """Hand every visible message to the workers, in batches of ten (an event source),
         until none is visible at this instant."""
-        n = 0
         while batch := self.queue.receive(10):
+            # Each worker gets its share of the batch as one invocation: the executor's batch
+            # scope holds the runs it claims with one item (`Executor.per_batch`); a worker that
+            # crashed never leaves the scope, so its hold stays until the sweep finds it expired.
+            shares: dict[int, list[Message]] = {}
             for msg in batch:
-                worker = self.workers[(msg.seq + msg.receive_count) % len(self.workers)]
-                if _roll(self.cfg.seed, "dup", msg.message_id, msg.receive_count) < self.cfg.p_duplicate:
-                    self.count("duplicate")
-                    other = self.workers[(msg.seq + msg.receive_count + 1) % len(self.workers)]
-                    pair = [
-                        threading.Thread(
-                            target=self.process, args=(w, msg, f"{msg.message_id}-{msg.receive_count}-{k}")
-                        )
-                        for k, w in enumerate((worker, other))
-                    ]
-                    for t in pair:
-                        t.start()
-                    for t in pair:
-                        t.join()
+                shares.setdefault((msg.seq + msg.receive_count) % len(self.workers), []).append(msg)
+            for index, msgs in shares.items():
+                worker = self.workers[index]
+                scope = worker.services.executor.per_batch([_body(m) for m in msgs])
+                hold = scope.__enter__()
+                ends: list[str] = []
+                for msg in msgs:
+                    if _roll(self.cfg.seed, "dup", msg.message_id, msg.receive_count) < self.cfg.p_duplicate:
+                        self.count("duplicate")
+                        other = self.workers[(msg.seq + msg.receive_count + 1) % len(self.workers)]
+                        pair = [
+                            threading.Thread(
+                                target=lambda w, m, label, out: out.append(self.process(w, m, label)),
+                                args=(w, msg, f"{msg.message_id}-{msg.receive_count}-{k}", ends),
+                            )
+                            for k, w in enumerate((worker, other))
+                        ]
+                        for t in pair:
+                            t.start()
+                        for t in pair:
+                            t.join()
+                    else:
+                        ends.append(self.process(worker, msg, f"{msg.message_id}-{msg.receive_count}"))
+                if "crashed" in ends:
+                    self._dead_scopes.append(scope)  # kept: never exited, never collected
                 else:
-                    self.process(worker, msg, f"{msg.message_id}-{msg.receive_count}")
-                n += 1
+                    hold.keep = "failed" in ends
+                    scope.__exit__(None, None, None)
 
-    def process(self, container: Container, msg: Message, label: str) -> None:
+    def process(self, container: Container, msg: Message, label: str) -> str:
         """One worker container handles one SQS record with the worker handler's own code,
-        then deletes the message unless the handler reported it as failed."""
+        then deletes the message unless the handler reported it as failed. Answers `ok`,
+        `failed` or `crashed`."""
         self.faults.seed_thread(label)
         self._tls.services = SimpleNamespace(executor=_Recording(self, container.services.executor))
         self._tls.message = msg
@@ -406,14 +424,15 @@ class Chaos:
         try:
             failed, handled = self.app._process(msg.record())
         except WorkerCrash:
-            return  # died holding the message: it comes back after the visibility timeout
+            return "crashed"  # died holding the message: it comes back after the visibility timeout
         if failed is None:
             self.queue.delete(msg.message_id, msg.receipt)
             with self.lock:
                 self.outcomes[handled.outcome] += 1
-        else:
-            with self.lock:
-                self.outcomes["message_failed"] += 1
+            return "ok"
+        with self.lock:
+            self.outcomes["message_failed"] += 1
+        return "failed"
 
     def current(self) -> tuple[Container, Message]:
         return self._tls.container, self._tls.message
@@ -690,3 +709,11 @@ def run_chaos(cfg: ChaosConfig, progress: Callable[[Chaos], None] | None = None)
         finally:
             faults.enabled = False
         return chaos, chaos.audit()
+
+
+def _body(msg: Message) -> dict[str, Any]:
+    try:
+        body = json.loads(msg.body)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

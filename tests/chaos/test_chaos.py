@@ -36,6 +36,7 @@ def test_chaos_short_form_loses_nothing_and_doubles_nothing() -> None:
     assert chaos.outcomes["duplicate"] > 0  # redeliveries found their run taken
     assert chaos.tick_reports["conflicts"] > 0  # tickers raced on schedules
     assert chaos.tick_reports["runs_swept"] > 0  # crashed workers' leases expired
+    assert chaos.tick_reports["holds_swept"] > 0  # crashed workers' batch holds expired
     assert audit.firings >= 150 and chaos.finished_at is not None
     assert audit.clean, json.dumps(audit.as_dict(), indent=1)
     assert audit.runs == audit.firings

@@ -84,6 +84,7 @@ class TickReport:
     missed: int = 0
     conflicts: int = 0
     runs_swept: int = 0
+    holds_swept: int = 0  # expired worker-batch holds looked at (a worker died or a message failed)
     schedules_completed: int = 0
     complete: bool = True
     errors: list[str] = field(default_factory=list)
@@ -524,6 +525,7 @@ class Ticker:
                         settled = False  # changed meanwhile: look again at the next tick
                 if settled:
                     self._runs.release(hold.hold_id)
+                    report.holds_swept += 1
             if len(holds) < PAGE:
                 return
 
