@@ -116,6 +116,8 @@ _TRANSACTION_CONFLICT = "TransactionConflictException"
 # Cancellation reasons of a TransactWriteItems that mean "look again", not "broken request".
 _RETRYABLE_REASONS = {"ConditionalCheckFailed", "TransactionConflict"}
 _MAX_ATTEMPTS = 50
+_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+_ADD_TRIES = 6  # calls of one counter add (each with the SDK's own retries) while throttled
 _BATCH_GET_MAX = 100
 
 M = TypeVar("M", bound=Model)
@@ -668,14 +670,22 @@ class DynamoScheduleStore:
         token = uuid.uuid4().hex
         actions.append(m.write_token.set(token))
         condition = m.schedule_id.exists() & (m.write_token.does_not_exist() | (m.write_token != token))
-        try:
-            m(schedule_id).update(actions, condition=condition)
-        except UpdateError as e:
-            if _cause_code(e) == _CONDITION_FAILED:
-                return  # a missing schedule (or our own add, already applied) is a no-op
-            self._own_or_raise(schedule_id, token, e)
-        except Exception as e:
-            self._own_or_raise(schedule_id, token, e)
+        for attempt in range(_ADD_TRIES):
+            try:
+                m(schedule_id).update(actions, condition=condition)
+                return
+            except UpdateError as e:
+                code = _cause_code(e)
+                if code == _CONDITION_FAILED:
+                    return  # a missing schedule (or our own add, already applied) is a no-op
+                if code in _THROTTLED and attempt + 1 < _ADD_TRIES:
+                    _backoff(attempt)  # refused, so not applied: the same add again
+                    continue
+                self._own_or_raise(schedule_id, token, e)
+                return
+            except Exception as e:
+                self._own_or_raise(schedule_id, token, e)
+                return
 
     # internals
 

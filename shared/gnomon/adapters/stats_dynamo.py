@@ -26,6 +26,8 @@ from gnomon.adapters.memory import epoch_seconds
 
 REQUESTS_TABLE_ENV = "GNOMON_REQUESTS_TABLE"
 _RESERVED = frozenset({"pk", "expires_at", "write_token"})
+_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+_ADD_TRIES = 6  # calls of one add (each with the SDK's own retries) while DynamoDB throttles it
 
 
 class DynamoStatsStore:
@@ -67,21 +69,30 @@ class DynamoStatsStore:
             names["#ttl"] = "expires_at"
             values[":ttl"] = {"N": str(epoch_seconds(expires_at))}
             expression += ", #ttl = :ttl"
-        try:
-            self._ddb.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": key}},
-                UpdateExpression=expression,
-                ConditionExpression="attribute_not_exists(#wt) OR #wt <> :wt",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        for attempt in range(_ADD_TRIES):
+            try:
+                self._ddb.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": key}},
+                    UpdateExpression=expression,
+                    ConditionExpression="attribute_not_exists(#wt) OR #wt <> :wt",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+                return
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code")
+                if code == "ConditionalCheckFailedException":
+                    return  # only our own first try could have left this token: it was applied
+                if code in _THROTTLED and attempt + 1 < _ADD_TRIES:
+                    # Refused, so not applied: the same add again (the SDK's own retries are spent).
+                    time.sleep(min(1.0, 0.05 * 2**attempt))
+                    continue
                 self._own_or_raise(key, token, e)
-            # else only our own first try could have left this token: it was applied
-        except Exception as e:  # e.g. a read timeout: the add may have happened
-            self._own_or_raise(key, token, e)
+                return
+            except Exception as e:  # e.g. a read timeout: the add may have happened
+                self._own_or_raise(key, token, e)
+                return
 
     def _own_or_raise(self, key: str, token: str, error: Exception) -> None:
         item = self._ddb.get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True)
