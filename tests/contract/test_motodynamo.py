@@ -142,3 +142,68 @@ def test_queries_answer_the_same_items_pages_and_order_once_sped_up(table: Any) 
     assert all(found[:3] + found[4:])  # the queries do find items (all but "nothing")
     for (name, q), before, after in zip(queries, plain, fast, strict=True):
         assert after == before, (name, q)
+
+
+RICH = {
+    "pk": {"S": "p-rich"},
+    "sk": {"S": "r#0001"},
+    "s": {"S": 'text ✓ "quoted"'},
+    "empty": {"S": ""},
+    "n": {"N": "-12.50"},
+    "b": {"B": b"\x00\xffbytes"},
+    "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "2.5"]},
+    "bs": {"BS": [b"x", b"\x01"]},
+    "m": {
+        "M": {
+            "inner": {"L": [{"S": "x"}, {"N": "1"}, {"M": {}}, {"L": []}, {"B": b"\x02"}]},
+            "t": {"BOOL": True},
+        }
+    },
+    "nul": {"NULL": True},
+    "f": {"BOOL": False},
+    "l": {"L": []},
+}
+
+
+def test_responses_answer_the_same_once_sped_up(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    motodynamo.undo()
+    written: list[Any] = []
+    direct = motodynamo._attribute_value
+
+    def spy(b64: Any, value: dict[str, Any]) -> Any:
+        written.append(out := direct(b64, value))
+        return out
+
+    monkeypatch.setattr(motodynamo, "_attribute_value", spy)
+    table.put_item(TableName="t", Item=RICH)
+    key = {"pk": RICH["pk"], "sk": RICH["sk"]}
+    other = {"pk": {"S": "p1"}, "sk": table.query(**{"TableName": "t", **QUERIES[0]})["Items"][0]["sk"]}
+
+    def calls() -> list[Any]:
+        return [
+            table.get_item(TableName="t", Key=key)["Item"],
+            table.query(
+                TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": RICH["pk"]}
+            )["Items"],
+            table.batch_get_item(
+                RequestItems={"t": {"Keys": [key, other, {"pk": {"S": "no"}, "sk": {"S": "no"}}]}}
+            )["Responses"],
+            table.scan(TableName="t", Limit=20)["Items"],
+            table.query(**{"TableName": "t", **QUERIES[4]}),
+        ]
+
+    plain = calls()
+    try:
+        assert motodynamo.speed_up_moto_dynamodb_responses() is True
+        assert motodynamo.speed_up_moto_dynamodb_responses() is False  # idempotent
+        fast = calls()
+    finally:
+        motodynamo.undo()
+    assert plain[0]["b"] == {"B": b"\x00\xffbytes"} and plain[0]["m"]["M"]["t"] == {"BOOL": True}
+    assert len(written) > 50 and None not in written  # every attribute value took the direct way
+    for before, after in zip(plain, fast, strict=True):
+        if isinstance(before, dict):
+            before.pop("ResponseMetadata", None)
+            after.pop("ResponseMetadata", None)
+        assert after == before
