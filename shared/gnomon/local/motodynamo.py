@@ -56,14 +56,8 @@ def speed_up_moto_dynamodb_query() -> bool:
 
     @functools.wraps(full_query)
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(self, hash_key, *args, **kwargs)
-        index_name = bound.arguments.get("index_name")
-        if index_name:
-            scope: Any = _index_keys(self, index_name, hash_key, bound.arguments.get("hash_key_conditions"))
-        elif hash_key is not None and self.range_key_attr:
-            scope = hash_key
-        else:
-            scope = None  # a table without a sort key: as moto does it
+        args_ = signature.bind(self, hash_key, *args, **kwargs).arguments
+        scope = _scope(self, args_)
         previous = getattr(_local, "scope", None)
         _local.scope = (self, scope)
         try:
@@ -76,15 +70,14 @@ def speed_up_moto_dynamodb_query() -> bool:
         current = getattr(_local, "scope", None)
         if current is None or current[0] is not self or current[1] is None:
             return list(full_all_items(self))
-        scope = current[1]
-        if isinstance(scope, _IndexKeys):
-            items = (
-                [item for partition in self.items.values() for item in partition.values()]
-                if self.range_key_attr
-                else list(self.items.values())
-            )
-            return [item for item in items if scope.may_match(item)]
-        return list(self.items.get(scope, {}).values())
+        scope: _Scope = current[1]
+        if scope.partition is not None:
+            items = list(self.items.get(scope.partition, {}).values())
+        elif self.range_key_attr:
+            items = [item for partition in self.items.values() for item in partition.values()]
+        else:
+            items = list(self.items.values())
+        return [item for item in items if scope.may_match(item)]
 
     @functools.wraps(table_cls.sorted_items)
     def sorted_items(self: Any, hash_key_attrs: Any, range_key_attrs: Any, items: list[Any]) -> list[Any]:
@@ -173,38 +166,66 @@ def undo() -> None:
         serializer._serialize = full
 
 
-class _IndexKeys:
-    """The partition-key equalities of an index Query, to drop the items that cannot match
-    before moto compares them (strings and binaries only: their raw values compare as moto's
-    cast values do; anything else is left to moto)."""
+class _Scope:
+    """What a Query can match, to drop the items that cannot before moto looks at them: the
+    table's partition (a Query on the table), the index's partition-key equalities and the sort
+    key condition. Only strings (and binaries, for equality) are judged here — their raw values
+    compare as moto's cast values do; anything else is left to moto, which checks every item
+    it is given again."""
 
-    def __init__(self, equalities: list[tuple[str, str, Any]]) -> None:
+    def __init__(
+        self,
+        partition: Any,
+        equalities: list[tuple[str, str, Any]],
+        sort: tuple[str, Any, list[str]] | None,
+    ) -> None:
+        self.partition = partition
         self.equalities = equalities
+        self.sort = sort
 
     def may_match(self, item: Any) -> bool:
         for name, type_, raw in self.equalities:
             value = item.attrs.get(name)
             if value is None or value.type != type_ or value.value != raw:
                 return False
+        if self.sort is not None:
+            name, compare, raws = self.sort
+            value = item.attrs.get(name)
+            if value is not None and value.type == "S" and not compare(value.value, *raws):
+                return False
         return True
 
 
-def _index_keys(table: Any, index_name: str, hash_key: Any, conditions: Any) -> _IndexKeys:
+def _scope(table: Any, args: dict[str, Any]) -> _Scope | None:
+    from moto.dynamodb.comparisons import get_comparison_func
+
+    index_name = args.get("index_name")
+    hash_key = args.get("hash_key")
+    if not index_name and (hash_key is None or not table.range_key_attr):
+        return None  # a table without a sort key: as moto does it
     pairs: list[tuple[str, Any]] = []
-    if conditions:
-        pairs = [(str(name), value) for name, value in conditions]
-    elif hash_key is not None:
+    sort_name: str | None = table.range_key_attr
+    if index_name:
         try:
-            index = table.get_index(index_name)
+            schema = table.get_index(index_name).schema
         except Exception:  # moto answers the unknown index itself
-            return _IndexKeys([])
-        hashes = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
-        if len(hashes) == 1:
+            return _Scope(None, [], None)
+        hashes = [k["AttributeName"] for k in schema if k["KeyType"] == "HASH"]
+        ranges = [k["AttributeName"] for k in schema if k["KeyType"] == "RANGE"]
+        sort_name = ranges[0] if len(ranges) == 1 else None
+        if args.get("hash_key_conditions"):
+            pairs = [(str(name), value) for name, value in args["hash_key_conditions"]]
+        elif hash_key is not None and len(hashes) == 1:
             pairs = [(hashes[0], hash_key)]
-    return _IndexKeys(
-        [
-            (name, value.type, value.value)
-            for name, value in pairs
-            if getattr(value, "type", None) in ("S", "B")
-        ]
-    )
+    equalities = [(n, v.type, v.value) for n, v in pairs if getattr(v, "type", None) in ("S", "B")]
+    sort: tuple[str, Any, list[str]] | None = None
+    op, values = args.get("range_comparison"), args.get("range_objs") or []
+    conditions = args.get("range_key_conditions") or []
+    if len(conditions) == 1:
+        sort_name, op, values = conditions[0]
+    elif conditions:
+        op = None  # several sort key attributes: left to moto
+    compare = get_comparison_func(op) if op else None
+    if sort_name and compare is not None and values and all(getattr(v, "type", None) == "S" for v in values):
+        sort = (str(sort_name), compare, [v.value for v in values])
+    return _Scope(None if index_name else hash_key, equalities, sort)
