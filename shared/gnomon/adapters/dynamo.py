@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import random
 import time
@@ -833,8 +834,11 @@ _POINTER_SK = "ptr"
 # after everything examined): filters may reject most of a partition, and a list must not read
 # all of it in one request.
 _LIST_READS = 16
-# Items a filtered list asks per Query page (an unfiltered one asks limit + 1).
+# Items a filtered list asks per Query page (an unfiltered one asks limit + 1; across schedules,
+# each `by_time` shard its share of it: (limit + 1) × _SHARD_SPARE / TIME_SHARDS + _SHARD_MARGIN).
 _FILTERED_PAGE = 100
+_SHARD_SPARE = 1.25
+_SHARD_MARGIN = 8
 
 
 FAILURE_STATUSES = frozenset({"failed", "timed_out"})
@@ -1248,7 +1252,10 @@ class DynamoRunStore:
         else:
             condition = key_attr.between(lower, upper)  # inclusive: drop `upper` below
         filters = m.definition == definition if definition is not None else None
-        page_size = limit + 1 if filters is None else max(limit + 1, _FILTERED_PAGE)
+        # A shard holds about a TIME_SHARDS-th of any time range: ask each for its share (and some
+        # spare) rather than for a whole page, and read a shard again when it falls short.
+        share = min(limit + 1, math.ceil((limit + 1) * _SHARD_SPARE / TIME_SHARDS) + _SHARD_MARGIN)
+        page_size = share if filters is None else max(limit + 1, _FILTERED_PAGE)
         shards = [
             _TimeShard(
                 index.query(
