@@ -269,12 +269,15 @@ def measure_api(base_url: str, run_id: str, repeat: int) -> list[dict[str, Any]]
             "/v1/runs?page_size=300",
         ],
         "schedules": ["/v1/schedules?page_size=25"],
+        # then each row's last status and lateness sparkline (what the browser's "complete" waits for)
+        "schedules' rows": [f"/v1/runs?schedule=bench-{i:05d}&page_size=20" for i in range(25)],
         "schedule detail (1 000 runs)": [
             "/v1/schedules/bench-00000",
             "/v1/runs?schedule=bench-00000&page_size=300",
             f"/v1/metrics/lateness?schedule=bench-00000&from={_fmt(to - timedelta(hours=6))}&to={_fmt(to)}&bucket_seconds=300",
         ],
         "runs": ["/v1/runs?page_size=100"],
+        "runs?status=failed": ["/v1/runs?status=failed&page_size=100"],
         "run detail": [f"/v1/runs/{run_id}", f"/v1/runs/{run_id}/history"],
         "definitions": ["/v1/definitions?page_size=100"],
         "definition + versions": [

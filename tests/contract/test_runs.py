@@ -385,6 +385,56 @@ def test_list_all_and_by_definition(runs: RunStore) -> None:
     assert runs.list(statuses=[], after=None, limit=5) == Page([], None)
 
 
+def test_list_failures_across_schedules_finds_them_however_many_runs_are_newer(runs: RunStore) -> None:
+    """`failed` / `timed_out` across schedules: full pages of exactly those runs, newest first,
+    whatever else is newer (the DynamoDB store reads them from their own sparse index)."""
+    recs: list[RunRecord] = []
+    for i in range(90):
+        t = T0 + timedelta(minutes=i)
+        status = "failed" if i % 17 == 3 else "timed_out" if i % 29 == 5 else "completed"
+        if i % 3 == 0:
+            recs.append(run(f"job-{i:04d}", definition="d2", nominal=t, status=status))
+        else:
+            recs.append(fired(f"s{i % 4}", t, definition="d1", status=status))
+    for rec in recs:
+        runs.create(rec)
+    failed = [r for r in recs if r.status == "failed"]
+    timed_out = [r for r in recs if r.status == "timed_out"]
+    assert len(failed) == 6 and len(timed_out) == 3
+
+    def check(want: list[RunRecord], limit: int, **kw: Any) -> None:
+        pages = collect(lambda a: runs.list(after=a, limit=limit, **kw), lambda r: r.run_id)
+        assert sum(pages, []) == newest_first(want), kw
+        assert all(len(p) == limit for p in pages[:-1]), pages  # never a short page
+
+    check(failed, 2, statuses=["failed"])
+    check(failed + timed_out, 4, statuses=["timed_out", "failed"])
+    check([r for r in failed if r.definition == "d2"], 1, statuses=["failed"], definition="d2")
+    start, end = T0 + timedelta(minutes=20), T0 + timedelta(minutes=70)
+    check(
+        [r for r in timed_out if start <= r.nominal_time < end],
+        1,
+        statuses=["timed_out"],
+        start=start,
+        end=end,
+    )
+    # mixed with a common status: every run of those statuses
+    check(
+        [r for r in recs if r.status in ("failed", "completed")][:10],
+        10,
+        statuses=["failed", "completed"],
+        end=T0 + timedelta(minutes=11),
+    )
+
+    # a retried run leaves the failures, a run that fails enters them
+    retried = runs.get(failed[-1].run_id)
+    runs.update(RunRecord(**{**retried.__dict__, "status": "pending"}), expected_version=retried.version)
+    newly = runs.get(recs[0].run_id)
+    assert newly.status == "completed"
+    runs.update(RunRecord(**{**newly.__dict__, "status": "failed"}), expected_version=newly.version)
+    check(failed[:-1] + [newly], 3, statuses=["failed"])
+
+
 def test_recent(runs: RunStore) -> None:
     mine = schedule_runs(runs)
     assert [r.run_id for r in runs.recent("s1", limit=3)] == newest_first(mine)[:3]
@@ -696,6 +746,51 @@ def test_dynamo_pointer_outliving_its_run(runs_table: str) -> None:
         store.create(run("job-1", definition="d1"))
     assert e.value.details == {"current": new.doc}
     assert store.get("job-1") == new
+
+
+def test_dynamo_failures_index_holds_failed_and_timed_out_runs_only(
+    runs_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from gnomon.adapters import dynamo
+
+    ddb = boto3.client("dynamodb")
+    store = dynamo.DynamoRunStore()
+
+    def keys(rec: RunRecord) -> dict[str, Any]:
+        sk = f"r#2026-12-01T10:00:00.000Z#{rec.run_id}"
+        got = ddb.get_item(TableName=runs_table, Key={"pk": {"S": "s#nightly"}, "sk": {"S": sk}})["Item"]
+        return {k: v["S"] for k, v in got.items() if k.startswith("failure_")}
+
+    rec = store.create(fired("nightly", T0, status="running"))
+    assert keys(rec) == {}
+    for status in ("failed", "timed_out"):
+        rec = store.update(RunRecord(**{**rec.__dict__, "status": status}), expected_version=rec.version)
+        assert keys(rec) == {
+            "failure_shard": f"{status}#{shard_of(rec.run_id, TIME_SHARDS)}",
+            "failure_key": f"2026-12-01T10:00:00.000Z#{rec.run_id}",
+        }
+    rec = store.update(RunRecord(**{**rec.__dict__, "status": "pending"}), expected_version=rec.version)
+    assert keys(rec) == {}  # a retry takes it out
+    rec = store.update(RunRecord(**{**rec.__dict__, "status": "completed"}), expected_version=rec.version)
+    assert keys(rec) == {}
+    index = ddb.query(
+        TableName=runs_table,
+        IndexName="failures",
+        KeyConditionExpression="failure_shard = :s",
+        ExpressionAttributeValues={":s": {"S": f"failed#{shard_of(rec.run_id, TIME_SHARDS)}"}},
+    )
+    assert index["Items"] == []
+
+    # Listed from the index: one Query per shard finds the failures below 40 newer completed
+    # runs (reading `by_time` with one Query per shard would find none of them).
+    for i in range(40):
+        store.create(fired(f"s{i % 3}", T0 + timedelta(hours=1, minutes=i), status="completed"))
+    old = [store.create(fired("old", T0 - timedelta(minutes=i), status="failed")) for i in range(3)]
+    monkeypatch.setattr(dynamo, "_LIST_READS", 1)
+    page = store.list(statuses=["failed"], after=None, limit=5)
+    assert ids(page) == [r.run_id for r in old] and page.last_key is None
 
 
 @pytest.mark.parametrize("where", ["schedule", "definition", "all"])

@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -652,6 +652,25 @@ def test_the_schedule_list_shows_the_last_fire_time(p: Pipeline) -> None:
         group=None, definition=None, paused=None, tag=None, page_token=None, page_size=10
     )
     assert listed["items"][0]["last_fire_time"] == fmt(T0 + timedelta(seconds=20))
+
+
+def test_each_summary_of_a_list_page_has_its_own_schedules_last_fire_time(p: Pipeline) -> None:
+    # The summaries' newest-run reads go out together: each answer must land on its schedule.
+    periods = (7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47)
+    for i, every in enumerate(periods):
+        p.schedule(f"s{i:02d}", spec={"intervals": [{"every_seconds": every}]})
+    p.schedule("t-never", spec={"intervals": [{"every_seconds": 3600}]})
+    p.run_for(100)
+    listed = p.s.schedules.list(
+        group=None, definition=None, paused=None, tag=None, page_token=None, page_size=50
+    )["items"]
+    assert [i["schedule_id"] for i in listed] == [f"s{i:02d}" for i in range(12)] + ["t-never"]
+    last = int(T0.timestamp()) + 99  # the last tick of run_for(100)
+    want = [fmt(datetime.fromtimestamp(last - last % every, UTC)) for every in periods] + [None]
+    assert [i["last_fire_time"] for i in listed] == want
+    assert len(set(want)) > 6  # the schedules' answers differ: a mix-up would show
+    for item in listed:
+        assert item["last_fire_time"] == p.s.schedules.describe(item["schedule_id"])["info"]["last_fire_time"]
 
 
 def test_a_group_firing_quota_delays_firings_and_counts_them(p: Pipeline) -> None:

@@ -23,8 +23,15 @@ Tables (names from env at runtime; the SAM template declares the same keys and i
   run id mod 4, `time_key` = "<sortable nominal_time>#<run_id>"), projecting `definition` (never
   `status`, which changes), for lists across schedules (the 4 shards merged newest first); sparse
   KEYS_ONLY `active` on (`active_shard`, `active_key` = "<sortable active_at>#<run_id>"), absent
-  when `active_at` is None. `expires_at` (epoch seconds) is the TTL attribute. The plan log's
-  items (pk "plan#<day>") share the table: `gnomon.adapters.planlog_dynamo`.
+  until the run is first active (a run held by its worker batch has none); a closed run keeps its entry, marked
+  `active_done` on the item (no index delete: the sweep passes it by its per-shard floor item,
+  pk "sweep#<shard>"); sparse `failures` on (`failure_shard` = "<status>#<time shard>",
+  `failure_key` = the time key), projecting `definition`, present only while the run is `failed`
+  or `timed_out` — rare statuses a list across schedules would otherwise find by reading every
+  newer run (`?status=failed`); a run enters it when it closes so and leaves it on a retry, so
+  runs that complete never cost it a write. `expires_at` (epoch seconds) is the TTL attribute.
+  Items of other kinds share the table without index attributes: the plan log's (pk
+  "plan#<day>", `gnomon.adapters.planlog_dynamo`) and worker batches' holds (pk "hold#<n>").
 
 Storage choices: `doc` is a JSON string (exact round trip of ints/floats/nulls/key order, no
 DynamoDB type mapping to drift from the in-memory fake); schedules and runs keep it
@@ -46,6 +53,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import random
 import time
@@ -116,7 +124,9 @@ _TRANSACTION_CONFLICT = "TransactionConflictException"
 # Cancellation reasons of a TransactWriteItems that mean "look again", not "broken request".
 _RETRYABLE_REASONS = {"ConditionalCheckFailed", "TransactionConflict"}
 _MAX_ATTEMPTS = 50
-_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+_THROTTLED = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
 _ADD_TRIES = 6  # calls of one counter add (each with the SDK's own retries) while throttled
 _BATCH_GET_MAX = 100
 
@@ -805,6 +815,15 @@ class _RunByTime(GlobalSecondaryIndex["_RunItem"]):
     time_key = UnicodeAttribute(range_key=True)
 
 
+class _RunFailures(GlobalSecondaryIndex["_RunItem"]):
+    class Meta:
+        index_name = "failures"
+        projection = IncludeProjection(["definition"])
+
+    failure_shard = UnicodeAttribute(hash_key=True)
+    failure_key = UnicodeAttribute(range_key=True)
+
+
 class _RunActive(GlobalSecondaryIndex["_RunItem"]):
     class Meta:
         index_name = "active"
@@ -834,6 +853,8 @@ class _RunItem(Model):
     # 1 when the run is no longer active (closed): its `active` entry stays where it was, as
     # removing it would cost an index delete per run; the sweep passes over it (`active`).
     active_done = NumberAttribute(null=True)
+    failure_shard = UnicodeAttribute(null=True)  # "<status>#<time shard>" while failed/timed_out
+    failure_key = UnicodeAttribute(null=True)  # = time_key; both absent otherwise: sparse
     # A token fresh for every write, so a writer can tell its own write from another's when the
     # answer was lost: a response lost in transit (the error it gets is ambiguous) or one the
     # SDK retried, whose retry then fails on the condition its first try already satisfied.
@@ -841,6 +862,7 @@ class _RunItem(Model):
 
     by_time = _RunByTime()
     active = _RunActive()
+    failures = _RunFailures()
 
 
 class _SweepFloor(Model):
@@ -887,8 +909,23 @@ FLOOR_WRITE_AFTER = 10
 # after everything examined): filters may reject most of a partition, and a list must not read
 # all of it in one request.
 _LIST_READS = 16
-# Items a filtered list asks per Query page (an unfiltered one asks limit + 1).
+# Items a filtered list asks per Query page (an unfiltered one asks limit + 1; across schedules,
+# each `by_time` shard its share of it: (limit + 1) × _SHARD_SPARE / TIME_SHARDS + _SHARD_MARGIN).
 _FILTERED_PAGE = 100
+_SHARD_SPARE = 1.25
+_SHARD_MARGIN = 8
+
+
+FAILURE_STATUSES = frozenset({"failed", "timed_out"})
+"""The statuses the sparse `failures` index holds."""
+
+
+def _failure_keys(rec: RunRecord) -> tuple[str, str] | None:
+    """(`failure_shard`, `failure_key`) of a run in the `failures` index; None = not in it."""
+    if rec.status not in FAILURE_STATUSES:
+        return None
+    shard = f"{rec.status}#{shard_of(rec.run_id, TIME_SHARDS)}"
+    return shard, run_time_key(store_instant(rec.nominal_time), rec.run_id)
 
 
 def _run_location(rec: RunRecord) -> tuple[str, str]:
@@ -983,6 +1020,8 @@ class DynamoRunStore:
         if rec.active_at is not None:
             item.active_shard = str(shard_of(rec.run_id, self.shards))
             item.active_key = run_time_key(store_instant(rec.active_at), rec.run_id)
+        if (failure := _failure_keys(rec)) is not None:
+            item.failure_shard, item.failure_key = failure
         located = parse_scheduled_run_id(rec.run_id) is not None
         for attempt in range(_MAX_ATTEMPTS):
             try:
@@ -1039,6 +1078,10 @@ class DynamoRunStore:
         else:
             # Not removing the index keys: the entry stays (no index delete); see `active`.
             actions.append(m.active_done.set(1))
+        if (failure := _failure_keys(rec)) is not None:
+            actions += [m.failure_shard.set(failure[0]), m.failure_key.set(failure[1])]
+        else:  # removing what is absent writes no index
+            actions += [m.failure_shard.remove(), m.failure_key.remove()]
         actions.append(
             m.expires_at.set(rec.expires_at) if rec.expires_at is not None else m.expires_at.remove()
         )
@@ -1090,6 +1133,10 @@ class DynamoRunStore:
             source = self._partition_source(
                 run_partition(schedule_id, ""), definition, statuses, lower, upper, limit, reads
             )
+        elif statuses is not None and set(statuses) <= FAILURE_STATUSES:
+            # Only failures: their sparse index, not every newer run.
+            shards = [f"{s}#{i}" for s in sorted(set(statuses)) for i in range(TIME_SHARDS)]
+            source = self._time_source(definition, lower, upper, limit, reads, failures=shards)
         else:
             source = self._time_source(definition, lower, upper, limit, reads)
         return self._collect(source, set(statuses) if statuses is not None else None, limit)
@@ -1360,30 +1407,44 @@ class DynamoRunStore:
                 return str(last["sk"]["S"]).removeprefix(_RUN_SK_PREFIX)
 
     def _time_source(
-        self, definition: str | None, lower: str, upper: str | None, limit: int, reads: _Reads
+        self,
+        definition: str | None,
+        lower: str,
+        upper: str | None,
+        limit: int,
+        reads: _Reads,
+        failures: builtins.list[str] | None = None,
     ) -> _Source:
         """Every run (or a definition's), newest first: the `by_time` shards, each read newest
         first, merged by time key; `definition` is filtered by DynamoDB on the projected attribute.
+        With `failures` (shard keys of the `failures` index), only the runs in those shards.
 
         A key is yielded once every shard has been read down to it (its frontier), so the merge
         is exact; the shard read next is the one read least far."""
         m = self._item
+        index: Any = m.by_time if failures is None else m.failures
+        key_attr: Any = m.time_key if failures is None else m.failure_key
+        key_name = "time_key" if failures is None else "failure_key"
+        hashes = [str(s) for s in range(TIME_SHARDS)] if failures is None else failures
         condition: Condition | None
         if upper is None:
-            condition = m.time_key >= lower if lower else None
+            condition = key_attr >= lower if lower else None
         elif not lower:  # a key may not be compared with an empty string
-            condition = m.time_key < upper
+            condition = key_attr < upper
         else:
-            condition = m.time_key.between(lower, upper)  # inclusive: drop `upper` below
+            condition = key_attr.between(lower, upper)  # inclusive: drop `upper` below
         filters = m.definition == definition if definition is not None else None
-        page_size = limit + 1 if filters is None else max(limit + 1, _FILTERED_PAGE)
+        # A shard holds about a TIME_SHARDS-th of any time range: ask each for its share (and some
+        # spare) rather than for a whole page, and read a shard again when it falls short.
+        share = min(limit + 1, math.ceil((limit + 1) * _SHARD_SPARE / TIME_SHARDS) + _SHARD_MARGIN)
+        page_size = share if filters is None else max(limit + 1, _FILTERED_PAGE)
         shards = [
             _TimeShard(
-                m.by_time.query(
-                    str(s), condition, filter_condition=filters, scan_index_forward=False, page_size=page_size
+                index.query(
+                    h, condition, filter_condition=filters, scan_index_forward=False, page_size=page_size
                 ).page_iter
             )
-            for s in range(TIME_SHARDS)
+            for h in hashes
         ]
         while True:
             live = [s for s in shards if not s.done]
@@ -1407,13 +1468,14 @@ class DynamoRunStore:
             page = next(target.pages)
             for raw in page.get("Items", []):
                 entry = m.from_raw_data(raw)
-                if upper is None or entry.time_key < upper:
-                    target.buffer.append(_Candidate(entry.time_key, entry.pk, entry.sk, None))
+                key = str(getattr(entry, key_name))
+                if upper is None or key < upper:
+                    target.buffer.append(_Candidate(key, entry.pk, entry.sk, None))
             last = target.pages.last_evaluated_key
             if last is None:
                 target.done = True
             else:
-                target.frontier = str(last["time_key"]["S"])
+                target.frontier = str(last[key_name]["S"])
 
     @staticmethod
     def _record(item: _RunItem) -> RunRecord:

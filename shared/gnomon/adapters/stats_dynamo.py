@@ -26,7 +26,9 @@ from gnomon.adapters.memory import epoch_seconds
 
 REQUESTS_TABLE_ENV = "GNOMON_REQUESTS_TABLE"
 _RESERVED = frozenset({"pk", "expires_at", "write_token"})
-_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+_THROTTLED = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
 _ADD_TRIES = 6  # calls of one add (each with the SDK's own retries) while DynamoDB throttles it
 
 

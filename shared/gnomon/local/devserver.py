@@ -414,6 +414,14 @@ def _serve_moto(args: argparse.Namespace, announce: Any, stop: threading.Event) 
         speed_up_moto_sqs()
     except Exception as exc:  # another moto version: run unpatched, only slower
         log.warning("moto's SQS is not sped up: %r", exc)
+    try:  # moto's DynamoDB lists and sorts the whole table for every Query, even of one partition,
+        # and writes every attribute value of a response through botocore's model
+        from gnomon.local.motodynamo import speed_up_moto_dynamodb_query, speed_up_moto_dynamodb_responses
+
+        speed_up_moto_dynamodb_query()
+        speed_up_moto_dynamodb_responses()
+    except Exception as exc:  # another moto version: run unpatched, only slower
+        log.warning("moto's DynamoDB is not sped up: %r", exc)
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     ddb_writes = [0]

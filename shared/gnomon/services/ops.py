@@ -13,6 +13,7 @@ from gnomon.ports import JSON, Clock, DeadLetterQueue, RunStore
 
 KNOWN_KINDS = frozenset({"firing", "run", "lease_expired"})
 MAX_LATENESS_RUNS = 10_000
+LATENESS_PAGE = 1000  # runs per list call: fewer index queries for a busy window
 DEFAULT_WINDOW = timedelta(hours=1)
 
 
@@ -76,7 +77,12 @@ class Ops:
         seen = 0
         while seen < MAX_LATENESS_RUNS:
             page = self._runs.list(
-                schedule_id=schedule, definition=definition, start=start, end=end, after=after, limit=500
+                schedule_id=schedule,
+                definition=definition,
+                start=start,
+                end=end,
+                after=after,
+                limit=min(LATENESS_PAGE, MAX_LATENESS_RUNS - seen),
             )
             for r in page.items:
                 first = (r.doc.get("attempts") or [{}])[0].get("started_at") or r.doc.get("started_at")

@@ -59,6 +59,7 @@ COUNTERS = (
     "quota_delayed",
 )
 NEXT_TIMES = 10
+SUMMARY_READS = 8  # a schedule list's newest-run reads in flight at once
 MAX_BACKFILL = 10_000  # fire times per backfill request
 KICK_MAX = 100  # backfilled runs the API has the ticker enqueue at once (the sweep takes the rest)
 BACKFILLS_SHOWN = 20  # progress records kept in `info.backfills` (finished ones go first)
@@ -128,14 +129,19 @@ class Schedules:
         filters = {"group": group, "definition": definition, "paused": paused, "tag": tag}
         after = self._tokens.decode(page_token, "schedules", filters)
         page = self._store.list(after=after, limit=page_size, group=group, definition=definition)
-        items = []
-        for rec in page.items:
-            state = rec.doc["state"]
-            if paused is not None and state["paused"] != paused:
-                continue
-            if tag is not None and tag not in rec.doc.get("tags", []):
-                continue
-            items.append(self._summary(rec))
+        shown = [
+            rec
+            for rec in page.items
+            if (paused is None or rec.doc["state"]["paused"] == paused)
+            and (tag is None or tag in rec.doc.get("tags", []))
+        ]
+        # Each summary reads its schedule's newest run: the reads go out together, not one
+        # after another (a page of 25 costs about one read's latency, not 25).
+        if len(shown) > 1 and self._runs is not None:
+            with ThreadPoolExecutor(max_workers=min(SUMMARY_READS, len(shown))) as pool:
+                items = list(pool.map(self._summary, shown))
+        else:
+            items = [self._summary(rec) for rec in shown]
         return {"items": items, "next_page_token": self._tokens.encode(page.last_key, "schedules", filters)}
 
     def preview(self, req: PreviewRequest) -> JSON:
