@@ -275,6 +275,20 @@ class RunStore(Protocol):
         """Runs of one shard whose `active_at` <= until, oldest first."""
         ...
 
+    def lateness_samples(
+        self,
+        *,
+        schedule_id: str | None,
+        definition: str | None,
+        start: datetime,
+        end: datetime,
+        limit: int,
+    ) -> tuple[builtins.list[tuple[datetime, float]], bool]:
+        """(scheduled_time, start lateness ms) of the runs with start <= nominal_time < end that
+        started (`gnomon.domain.runs.start_lateness`), newest first, at most `limit` runs looked
+        at (then True: truncated) — read without their documents where the store can."""
+        ...
+
     def hold(self, run_ids: Sequence[str], until: datetime) -> str:
         """Store a batch's hold on `run_ids` until `until`; answers its id."""
         ...

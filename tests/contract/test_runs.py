@@ -523,6 +523,56 @@ def test_holds(runs: RunStore) -> None:
     assert [h.hold_id for h in runs.expired_holds(T0 + timedelta(hours=1), limit=20)] == [*many, late]
 
 
+def _started(
+    sid: str, nominal: datetime, *, jitter_ms: int, late_ms: int, definition: str = "d1"
+) -> RunRecord:
+    scheduled = nominal + timedelta(milliseconds=jitter_ms)
+    first = scheduled + timedelta(milliseconds=late_ms)
+    rec = fired(sid, nominal, status="completed", definition=definition)
+    doc = {
+        **rec.doc,
+        "scheduled_time": scheduled.isoformat().replace("+00:00", "Z"),
+        "started_at": (first + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),  # a later attempt's
+        "attempts": [{"attempt": 1, "started_at": first.isoformat().replace("+00:00", "Z")}],
+    }
+    return RunRecord(**{**rec.__dict__, "doc": doc})
+
+
+def test_lateness_samples(runs: RunStore) -> None:
+    for i in range(12):
+        runs.create(
+            _started(
+                f"s{i % 2}",
+                T0 + timedelta(minutes=i),
+                jitter_ms=i * 100,
+                late_ms=10 * i,
+                definition=f"d{i % 3}",
+            )
+        )
+    runs.create(fired("s0", T0 + timedelta(minutes=20), status="skipped"))  # never started: no sample
+    window = {"start": T0, "end": T0 + timedelta(hours=1)}
+
+    def got(**kw: Any) -> tuple[list[tuple[datetime, float]], bool]:
+        samples, truncated = runs.lateness_samples(
+            **{"schedule_id": None, "definition": None, **window, **kw}
+        )
+        return sorted(samples), truncated
+
+    every = [(T0 + timedelta(minutes=i, milliseconds=i * 100), 10.0 * i) for i in range(12)]
+    assert got(limit=100) == (every, False)
+    assert got(schedule_id="s1", limit=100) == ([x for i, x in enumerate(every) if i % 2], False)
+    assert got(definition="d2", limit=100) == ([x for i, x in enumerate(every) if i % 3 == 2], False)
+    assert got(schedule_id="s0", definition="d0", limit=100) == ([every[0], every[6]], False)
+    # `end` exclusive, `start` inclusive, on nominal time
+    assert got(start=T0 + timedelta(minutes=3), end=T0 + timedelta(minutes=5), limit=100) == (
+        every[3:5],
+        False,
+    )
+    # at most `limit` runs looked at, the newest (the skipped one included)
+    assert got(limit=5) == (every[8:], True)
+    assert got(schedule_id="s0", limit=2) == ([every[10]], True)
+
+
 # --- the DynamoDB item layout the SAM template and other readers rely on ------------------------
 
 
@@ -669,6 +719,7 @@ def test_dynamo_run_item_layout(runs_table: str) -> None:
         "time_key": {"S": f"2026-12-01T10:00:00.000Z#{rid}"},
         "active_shard": {"S": str(shard_of(rid, 4))},
         "active_key": {"S": f"2026-12-01T10:05:00.000Z#{rid}"},
+        "lt": {"S": "-"},  # not started: no lateness sample (`lateness_samples`)
     }
 
     store.create(run("job-1234", definition="d2", nominal=T0 + timedelta(milliseconds=7)))
@@ -685,6 +736,7 @@ def test_dynamo_run_item_layout(runs_table: str) -> None:
         "time_shard",
         "time_key",
         "write_token",
+        "lt",
     }
     assert job["time_shard"] == {"S": str(shard_of("job-1234", 4))}
     assert item("id#job-1234", "ptr") == {
@@ -824,3 +876,23 @@ def test_dynamo_list_read_budget(runs_table: str, monkeypatch: pytest.MonkeyPatc
     pages = collect(lambda a: store.list(after=a, limit=2, **kw), lambda r: r.run_id)
     assert sum(pages, []) == newest_first(want)
     assert any(len(p) < 2 for p in pages[:-1]), pages  # the budget ran out at least once
+
+
+def test_dynamo_lateness_samples_read_older_runs_whole(runs_table: str) -> None:
+    """A run written before the `lt` attribute still gives its sample (its document is read)."""
+    import boto3
+
+    from gnomon.adapters.dynamo import DynamoRunStore
+
+    store = DynamoRunStore(shards=1)
+    rec = _started("s", T0, jitter_ms=250, late_ms=40)
+    store.create(rec)
+    ddb = boto3.client("dynamodb")
+    key = {"pk": {"S": "s#s"}, "sk": {"S": f"r#2026-12-01T10:00:00.000Z#{rec.run_id}"}}
+    assert ddb.get_item(TableName=runs_table, Key=key)["Item"]["lt"] == {"S": "250:40.0"}
+    ddb.update_item(TableName=runs_table, Key=key, UpdateExpression="REMOVE lt")
+    for sid in ("s", None):
+        samples, _ = store.lateness_samples(
+            schedule_id=sid, definition=None, start=T0, end=T0 + timedelta(hours=1), limit=10
+        )
+        assert samples == [(T0 + timedelta(milliseconds=250), 40.0)]

@@ -1,5 +1,5 @@
 """`GET /v1/metrics/lateness` (`Ops.lateness`): percentiles per bucket over every run of the
-window, read page by page, up to MAX_LATENESS_RUNS."""
+window (`RunStore.lateness_samples`), up to MAX_LATENESS_RUNS."""
 
 from __future__ import annotations
 
@@ -43,11 +43,7 @@ def _runs(n: int) -> MemoryRunStore:
     return store
 
 
-@pytest.mark.parametrize("page", [1000, 7])
-def test_lateness_reads_every_run_of_the_window_page_by_page(
-    monkeypatch: pytest.MonkeyPatch, page: int
-) -> None:
-    monkeypatch.setattr(ops, "LATENESS_PAGE", page)
+def test_lateness_reads_every_run_of_the_window() -> None:
     o = ops.Ops(_runs(40), None, FakeClock(T0 + timedelta(hours=2)))
     got = o.lateness(
         schedule=None, definition=None, start=T0, end=T0 + timedelta(minutes=40), bucket_seconds=600
@@ -71,7 +67,6 @@ def test_lateness_reads_every_run_of_the_window_page_by_page(
 
 
 def test_lateness_stops_at_the_run_limit_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ops, "LATENESS_PAGE", 7)
     monkeypatch.setattr(ops, "MAX_LATENESS_RUNS", 30)
     o = ops.Ops(_runs(40), None, FakeClock(T0 + timedelta(hours=2)))
     got = o.lateness(

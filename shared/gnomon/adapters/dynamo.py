@@ -106,7 +106,7 @@ from gnomon.adapters.memory import (
     version_key,
 )
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
-from gnomon.domain.runs import parse_scheduled_run_id
+from gnomon.domain.runs import parse_scheduled_run_id, start_lateness
 from gnomon.domain.timefmt import parse
 from gnomon.ports import JSON, CatalogRecord, DueEntry, Hold, Page, RequestEntry, RunRecord, ScheduleRecord
 
@@ -853,6 +853,10 @@ class _RunItem(Model):
     # 1 when the run is no longer active (closed): its `active` entry stays where it was, as
     # removing it would cost an index delete per run; the sweep passes over it (`active`).
     active_done = NumberAttribute(null=True)
+    # "<scheduled - nominal ms>:<start lateness ms>" once the run started, "-" before: the
+    # lateness metric reads this instead of the document (`lateness_samples`); absent on items
+    # written before it existed.
+    lt = UnicodeAttribute(null=True)
     failure_shard = UnicodeAttribute(null=True)  # "<status>#<time shard>" while failed/timed_out
     failure_key = UnicodeAttribute(null=True)  # = time_key; both absent otherwise: sparse
     # A token fresh for every write, so a writer can tell its own write from another's when the
@@ -939,6 +943,15 @@ def _pointer_pk(run_id: str) -> str:
     return f"id#{run_id}"
 
 
+def _lateness_attr(rec: RunRecord) -> str:
+    sample = start_lateness(rec.doc)
+    if sample is None:
+        return "-"
+    scheduled, late_ms = sample
+    jitter_ms = round((scheduled - rec.nominal_time).total_seconds() * 1000)
+    return f"{jitter_ms}:{round(late_ms, 1)}"
+
+
 def _hold_pk(hold_id: str) -> str:
     return f"hold#{int(hold_id.rpartition('#')[2][:8], 16) % _HOLD_SHARDS}"
 
@@ -1016,6 +1029,7 @@ class DynamoRunStore:
             time_shard=str(shard_of(rec.run_id, TIME_SHARDS)),
             time_key=run_time_key(nominal, rec.run_id),
             write_token=uuid.uuid4().hex,
+            lt=_lateness_attr(rec),
         )
         if rec.active_at is not None:
             item.active_shard = str(shard_of(rec.run_id, self.shards))
@@ -1068,6 +1082,7 @@ class DynamoRunStore:
             m.doc.remove(),
             m.status.set(rec.status),
             m.version.add(1),
+            m.lt.set(_lateness_attr(rec)),
         ]
         if rec.active_at is not None:
             actions += [
@@ -1236,6 +1251,65 @@ class DynamoRunStore:
             self._floors.pop(shard, None)  # another sweep's is higher: read it next time
             return
         self._floors[shard] = floor
+
+    def lateness_samples(
+        self,
+        *,
+        schedule_id: str | None,
+        definition: str | None,
+        start: datetime,
+        end: datetime,
+        limit: int,
+    ) -> tuple[builtins.list[tuple[datetime, float]], bool]:
+        """Keys from the schedule's partition or the `by_time` shards, then only the `lt`
+        attribute of each run (ProjectionExpression) — not its document."""
+        m = self._item
+        lower, upper = run_key_range(start, end, None)
+        assert upper is not None
+        attrs = ["pk", "sk", "time_key", "lt"]
+        found: list[_RunItem] = []
+        if schedule_id is not None:
+            condition = m.sk.between(_RUN_SK_PREFIX + lower, _RUN_SK_PREFIX + upper)
+            filters = m.definition == definition if definition is not None else None
+            for item in m.query(
+                run_partition(schedule_id, ""),
+                condition,
+                filter_condition=filters,
+                scan_index_forward=False,
+                attributes_to_get=attrs,
+                page_size=1000,
+            ):
+                if item.time_key < upper:
+                    found.append(item)
+                    if len(found) > limit:
+                        break
+        else:
+            keys: list[tuple[str, str, str]] = []
+            for shard in range(TIME_SHARDS):
+                filters = m.definition == definition if definition is not None else None
+                entries = m.by_time.query(
+                    str(shard),
+                    m.time_key.between(lower, upper),
+                    filter_condition=filters,
+                    scan_index_forward=False,
+                    page_size=1000,
+                    limit=limit + 1,
+                )
+                keys.extend((str(k.time_key), k.pk, k.sk) for k in entries if k.time_key < upper)
+            keys.sort(reverse=True)
+            found = list(m.batch_get([(pk, sk) for _, pk, sk in keys[: limit + 1]], attributes_to_get=attrs))
+        truncated = len(found) > limit
+        found = sorted(found, key=lambda i: str(i.time_key), reverse=True)[:limit]
+        samples: list[tuple[datetime, float]] = []
+        older = [(i.pk, i.sk) for i in found if i.lt is None]  # written before `lt`: read whole
+        for item in found:
+            if item.lt and item.lt != "-":
+                jitter, _, late = item.lt.partition(":")
+                nominal, _ = split_run_time_key(item.time_key)
+                samples.append((nominal + timedelta(milliseconds=int(jitter)), float(late)))
+        whole = (start_lateness(unpack_doc(item)) for item in self._batch_get(older).values())
+        samples.extend(sample for sample in whole if sample is not None)
+        return samples, truncated
 
     def hold(self, run_ids: Sequence[str], until: datetime) -> str:
         hold_id = hold_key(store_instant(until))

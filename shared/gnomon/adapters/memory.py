@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
-from gnomon.domain.runs import parse_scheduled_run_id
+from gnomon.domain.runs import parse_scheduled_run_id, start_lateness
 from gnomon.domain.timefmt import sortable
 from gnomon.ports import JSON, CatalogRecord, DueEntry, Hold, Page, RequestEntry, RunRecord, ScheduleRecord
 
@@ -649,6 +649,34 @@ class MemoryRunStore:
                 and (key := run_time_key(item.active_at, run_id)) < upper
             )[:limit]
             return [self._items[run_id].record(run_id) for _, run_id in keyed]
+
+    def lateness_samples(
+        self,
+        *,
+        schedule_id: str | None,
+        definition: str | None,
+        start: datetime,
+        end: datetime,
+        limit: int,
+    ) -> tuple[builtins.list[tuple[datetime, float]], bool]:
+        out: list[tuple[datetime, float]] = []
+        after: str | None = None
+        seen = 0
+        while seen < limit:
+            page = self.list(
+                schedule_id=schedule_id,
+                definition=definition,
+                start=start,
+                end=end,
+                after=after,
+                limit=min(1000, limit - seen),
+            )
+            out += [s for r in page.items if (s := start_lateness(r.doc)) is not None]
+            seen += len(page.items)
+            if page.last_key is None:
+                break
+            after = page.last_key
+        return out, seen >= limit
 
     def hold(self, run_ids: Sequence[str], until: datetime) -> str:
         hold_id = hold_key(store_instant(until))

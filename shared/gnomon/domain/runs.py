@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from gnomon.domain.errors import AlreadyClosed, Conflict
+from gnomon.domain.timefmt import parse
 
 RESULT_LIMIT = 32 * 1024
 
@@ -125,3 +126,13 @@ def cap_json(value: Any, limit: int = RESULT_LIMIT) -> tuple[Any, bool]:
     if len(data) <= limit:
         return value, False
     return data[: limit - 3].decode(errors="ignore") + "...", True
+
+
+def start_lateness(doc: dict[str, Any]) -> tuple[datetime, float] | None:
+    """(scheduled_time, ms from it to the first attempt's start) of a run document, or None
+    when it never started (or has no scheduled time): a sample of `/v1/metrics/lateness`."""
+    first = (doc.get("attempts") or [{}])[0].get("started_at") or doc.get("started_at")
+    if not first or not doc.get("scheduled_time"):
+        return None
+    scheduled = parse(doc["scheduled_time"])
+    return scheduled, (parse(first) - scheduled).total_seconds() * 1000

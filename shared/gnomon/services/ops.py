@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gnomon.domain.errors import InvalidArgument
-from gnomon.domain.timefmt import EPOCH, fmt, parse
+from gnomon.domain.timefmt import EPOCH, fmt
 from gnomon.ports import JSON, Clock, DeadLetterQueue, RunStore
 
 KNOWN_KINDS = frozenset({"firing", "run", "lease_expired"})
 MAX_LATENESS_RUNS = 10_000
-LATENESS_PAGE = 1000  # runs per list call: fewer index queries for a busy window
 DEFAULT_WINDOW = timedelta(hours=1)
 
 
@@ -73,29 +72,12 @@ class Ops:
         if start >= end:
             raise InvalidArgument("query.from", "must be before to")
         samples: dict[int, list[float]] = {}
-        after: str | None = None
-        seen = 0
-        while seen < MAX_LATENESS_RUNS:
-            page = self._runs.list(
-                schedule_id=schedule,
-                definition=definition,
-                start=start,
-                end=end,
-                after=after,
-                limit=min(LATENESS_PAGE, MAX_LATENESS_RUNS - seen),
-            )
-            for r in page.items:
-                first = (r.doc.get("attempts") or [{}])[0].get("started_at") or r.doc.get("started_at")
-                if not first or not r.doc.get("scheduled_time"):
-                    continue
-                scheduled = parse(r.doc["scheduled_time"])
-                late_ms = (parse(first) - scheduled).total_seconds() * 1000
-                bucket = int((scheduled - EPOCH).total_seconds()) // bucket_seconds
-                samples.setdefault(bucket, []).append(late_ms)
-            seen += len(page.items)
-            if page.last_key is None:
-                break
-            after = page.last_key
+        found, truncated = self._runs.lateness_samples(
+            schedule_id=schedule, definition=definition, start=start, end=end, limit=MAX_LATENESS_RUNS
+        )
+        for scheduled, late_ms in found:
+            bucket = int((scheduled - EPOCH).total_seconds()) // bucket_seconds
+            samples.setdefault(bucket, []).append(late_ms)
         buckets = []
         for b in sorted(samples):
             values = sorted(samples[b])
@@ -114,7 +96,7 @@ class Ops:
             "to": fmt(end),
             "bucket_seconds": bucket_seconds,
             "buckets": buckets,
-            "truncated": seen >= MAX_LATENESS_RUNS,
+            "truncated": truncated,
         }
 
 
