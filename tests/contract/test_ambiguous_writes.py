@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gnomon.adapters.dynamo import DynamoRunStore
+from gnomon.adapters.dynamo import DynamoRunStore, DynamoScheduleStore
 from gnomon.domain.errors import AlreadyExists, Conflict
 from gnomon.domain.runs import scheduled_run_id
-from gnomon.ports import RunRecord
+from gnomon.ports import RunRecord, ScheduleRecord
 from tests.chaos.faults import Faults
 
 NOMINAL = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -84,19 +84,7 @@ def test_a_schedule_update_whose_answer_was_lost_is_still_the_callers(faults: Fa
     """The overlap ledger's write also counts the firing's `actions`: taken for someone else's
     write, the worker counted the action again (the chaos harness's long form: one slip in
     10 210 firings)."""
-    from gnomon.adapters.dynamo import DynamoScheduleStore
-    from gnomon.ports import ScheduleRecord
-
-    schedules = DynamoScheduleStore()
-    rec = ScheduleRecord(
-        schedule_id="s",
-        doc={"state": {}},
-        generation="g1",
-        definition="job",
-        group="default",
-        next_fire_at=None,
-    )
-    schedules.create(rec)
+    schedules, rec = _schedule()
     faults.script("UpdateItem", kind)
     saved = schedules.update(
         ScheduleRecord(**{**rec.__dict__, "doc": {"state": {}, "by": "w1"}}),
@@ -115,21 +103,9 @@ def test_a_schedule_update_whose_answer_was_lost_is_still_the_callers(faults: Fa
 
 @pytest.mark.parametrize("kind", ["ambiguous", "ambiguous_retried"])
 def test_a_counter_add_whose_answer_was_lost_counts_once(faults: Faults, kind: str) -> None:
-    from gnomon.adapters.dynamo import DynamoScheduleStore
     from gnomon.adapters.stats_dynamo import DynamoStatsStore
-    from gnomon.ports import ScheduleRecord
 
-    schedules = DynamoScheduleStore()
-    schedules.create(
-        ScheduleRecord(
-            schedule_id="s",
-            doc={"state": {}},
-            generation="g1",
-            definition="job",
-            group="default",
-            next_fire_at=None,
-        )
-    )
+    schedules, _ = _schedule()
     faults.script("UpdateItem", kind)
     schedules.add_counters("s", {"actions": 1})
     schedules.add_counters("s", {"actions": 1})
@@ -142,3 +118,18 @@ def test_a_counter_add_whose_answer_was_lost_counts_once(faults: Faults, kind: s
     stats.add("k", {"completed": 2})
     assert faults.counts[kind] == 2
     assert stats.get_many(["k"]) == {"k": {"completed": 3}}
+
+
+def _schedule() -> tuple[DynamoScheduleStore, ScheduleRecord]:
+    """A stored schedule "s" (version 1) and its store."""
+    schedules = DynamoScheduleStore()
+    rec = ScheduleRecord(
+        schedule_id="s",
+        doc={"state": {}},
+        generation="g1",
+        definition="job",
+        group="default",
+        next_fire_at=None,
+    )
+    schedules.create(rec)
+    return schedules, rec

@@ -878,7 +878,8 @@ class Executor:
             decision = decide(queue, len(running), policy, cap)
             resend: list[str] = []
             if running and (verify or decision.blocked):
-                # Before anything waits for them, make sure the runs in the ledger still run.
+                # Before anything waits for them, make sure the runs in the ledger still run
+                # (the caller's runs serve the first try only, as its schedule read does).
                 running, resend = self._verify(running, now, known or {})
                 decision = decide(queue, len(running), policy, cap)
             if decision.terminate:
@@ -919,6 +920,7 @@ class Executor:
                     else:
                         rec = self._schedules.update(record, expected_version=rec.version)
                 except Conflict:
+                    known = None  # the runs may have moved on too: read them again
                     continue
             self._carry_out(rec, decision, arrival, running, resend)
             if arrival is None:
