@@ -907,7 +907,8 @@ SWEEP_MARGIN_SECONDS = 5.0
 # `active` index entries one `active` call examines at most (stale ones included).
 _ACTIVE_EXAMINE = 2000
 # The floor is written once this many stale entries lie below its new place: re-reading fewer
-# (half a read unit each) costs less than the write (a write unit is five read units).
+# (half a read unit each) costs less than the write (a write unit is five read units). In
+# between, the process keeps its own floor: a new process re-reads what lies above the written one.
 FLOOR_WRITE_AFTER = 10
 # Query calls one `list` may make before it returns a short page (whose `last_key` resumes
 # after everything examined): filters may reject most of a partition, and a list must not read
@@ -1008,7 +1009,8 @@ class DynamoRunStore:
         self._pointer = _bind(_RunPointer, self.table_name)
         self._floor = _bind(_SweepFloor, self.table_name)
         self._hold = _bind(_HoldItem, self.table_name)
-        self._floors: dict[int, str] = {}  # the floors this process read or wrote
+        self._floors: dict[int, str] = {}  # the floors this process read or moved
+        self._unwritten: dict[int, int] = {}  # stale entries passed since the floor was written
         self._connection = _connection()
 
     def create(self, rec: RunRecord) -> RunRecord:
@@ -1220,9 +1222,12 @@ class DynamoRunStore:
                 break
         if chunk:
             screen()
-        if passed is not None and newly_passed >= FLOOR_WRITE_AFTER:
+        if passed is not None:
             cap = run_time_key(store_instant(until - timedelta(seconds=SWEEP_MARGIN_SECONDS)), "")
-            self._raise_floor(shard, min(passed, cap))
+            self._floors[shard] = max(min(passed, cap), floor or "")  # this process reads from there
+            self._unwritten[shard] = self._unwritten.get(shard, 0) + newly_passed
+            if self._unwritten[shard] >= FLOOR_WRITE_AFTER:
+                self._raise_floor(shard, self._floors[shard])
         live.sort(key=lambda i: str(i.active_key))
         return [self._record(i) for i in live]
 
@@ -1249,8 +1254,7 @@ class DynamoRunStore:
             if _cause_code(e) != _CONDITION_FAILED:
                 raise
             self._floors.pop(shard, None)  # another sweep's is higher: read it next time
-            return
-        self._floors[shard] = floor
+        self._unwritten[shard] = 0
 
     def lateness_samples(
         self,
