@@ -5,9 +5,10 @@ moto, the firing queue modelled as SQS behaves) on a virtual clock, with duplica
 inconsistencies, counter mismatches. The harness is `tests/chaos/harness.py`; its short form
 runs in `make test` (`tests/chaos/test_chaos.py`).
 
-Counter increments (`/v1/stats` items, schedule counters) are unconditional ADDs: a retried
-lost answer adds twice, a lost one never. They are spared from faults unless
-`--fault-counters`, which measures how far they drift.
+Counter increments (`/v1/stats` items, schedule counters) are ADDs carrying a write token: a
+retried lost answer meets its own token and is not added twice, a throttled add is sent again;
+a surfaced lost answer on an item another writer touched since can still be lost. They are
+spared from faults unless `--fault-counters`, which measures how far they drift.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class ChaosConfig:
     p_throttle: float = 0.20
     p_ambiguous: float = 0.02
     p_ambiguous_retried: float = 0.01
-    spare_counters: bool = False  # no faults on counter increments (non-idempotent ADDs)
+    spare_counters: bool = False  # no faults on counter increments (see bench/chaos.py)
     max_drain_s: int = 4 * 3600  # virtual time allowed after the last firing to settle
 
 

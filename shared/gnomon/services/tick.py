@@ -503,6 +503,7 @@ class Ticker:
                 report.complete = False
                 return
             holds = self._runs.expired_holds(now, limit=PAGE)
+            released = 0
             for hold in holds:
                 settled = True
                 for run_id in hold.run_ids:
@@ -526,7 +527,8 @@ class Ticker:
                 if settled:
                     self._runs.release(hold.hold_id)
                     report.holds_swept += 1
-            if len(holds) < PAGE:
+                    released += 1
+            if len(holds) < PAGE or not released:  # a page of unsettled holds: the next tick
                 return
 
     def _sweep_one(self, run: RunRecord, now: datetime) -> bool:
