@@ -48,6 +48,7 @@ from gnomon.domain.runs import scheduled_run_id
 from gnomon.domain.spec import Spec, compile_spec
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import Invocation, Outcome, RunRecord
+from gnomon.services import execute
 from gnomon.services.common import Caller
 from gnomon.services.stats import Stats
 from gnomon.wiring import Services, build
@@ -91,6 +92,10 @@ class ChaosConfig:
     p_ambiguous: float = 0.02
     p_ambiguous_retried: float = 0.01
     spare_counters: bool = False  # no faults on counter increments (see bench/chaos.py)
+    # A worker share of this many claimable runs stores a batch hold (`execute.HOLD_MIN_RUNS`,
+    # 3 in production): lower here so that most shares — a batch of ten split over three
+    # workers — take the hold path, and a crash inside one always leaves a hold to sweep.
+    hold_min_runs: int = 2
     max_drain_s: int = 4 * 3600  # virtual time allowed after the last firing to settle
 
 
@@ -389,14 +394,16 @@ class Chaos:
                 worker = self.workers[index]
                 scope = worker.services.executor.per_batch([_body(m) for m in msgs])
                 hold = scope.__enter__()
-                ends: list[str] = []
+                ends: list[tuple[str, str]] = []  # (container, end) per delivery
                 for msg in msgs:
                     if _roll(self.cfg.seed, "dup", msg.message_id, msg.receive_count) < self.cfg.p_duplicate:
                         self.count("duplicate")
                         other = self.workers[(msg.seq + msg.receive_count + 1) % len(self.workers)]
                         pair = [
                             threading.Thread(
-                                target=lambda w, m, label, out: out.append(self.process(w, m, label)),
+                                target=lambda w, m, label, out: out.append(
+                                    (w.name, self.process(w, m, label))
+                                ),
                                 args=(w, msg, f"{msg.message_id}-{msg.receive_count}-{k}", ends),
                             )
                             for k, w in enumerate((worker, other))
@@ -406,12 +413,26 @@ class Chaos:
                         for t in pair:
                             t.join()
                     else:
-                        ends.append(self.process(worker, msg, f"{msg.message_id}-{msg.receive_count}"))
-                if "crashed" in ends:
+                        ends.append(
+                            (worker.name, self.process(worker, msg, f"{msg.message_id}-{msg.receive_count}"))
+                        )
+                    if (worker.name, "crashed") in ends:
+                        break  # the rest of the batch comes back after its visibility timeout
+                crashed = {name for name, end in ends if end == "crashed"}
+                if worker.name in crashed:
                     self._dead_scopes.append(scope)  # kept: never exited, never collected
+                    if hold.hold_id is not None:
+                        self.count("hold_abandoned")
                 else:
-                    hold.keep = "failed" in ends
+                    hold.keep = any(end == "failed" for name, end in ends if name == worker.name)
+                    if hold.keep and hold.hold_id is not None:
+                        self.count("hold_kept")
                     scope.__exit__(None, None, None)
+                # A crashed worker's process is gone, and its memory with it (a batch scope's
+                # claims, caches): the event source's next batch reaches a fresh one.
+                for i, w in enumerate(self.workers):
+                    if w.name in crashed:
+                        self.workers[i] = self._container(w.name)
 
     def process(self, container: Container, msg: Message, label: str) -> str:
         """One worker container handles one SQS record with the worker handler's own code,
@@ -438,12 +459,18 @@ class Chaos:
         return self._tls.container, self._tls.message
 
     def _all_closed(self) -> bool:
+        """Whether every run is closed: the harness's own look, never faulted (nothing else
+        runs while it reads)."""
         store = self.admin.services.run_store
-        for sid in self.schedule_ids:
-            for run in _all_runs(store, sid):
-                if run.status not in TERMINAL:
-                    return False
-        return True
+        enabled, self.faults.enabled = self.faults.enabled, False
+        try:
+            for sid in self.schedule_ids:
+                for run in _all_runs(store, sid):
+                    if run.status not in TERMINAL:
+                        return False
+            return True
+        finally:
+            self.faults.enabled = enabled
 
     # -- the audit --------------------------------------------------------------------------------
 
@@ -700,7 +727,11 @@ def run_chaos(cfg: ChaosConfig, progress: Callable[[Chaos], None] | None = None)
         p_ambiguous_retried=cfg.p_ambiguous_retried,
         spare_counters=cfg.spare_counters,
     )
-    with moto_aws() as template, faults.installed():
+    with (
+        moto_aws() as template,
+        faults.installed(),
+        mock.patch.object(execute, "HOLD_MIN_RUNS", cfg.hold_min_runs),
+    ):
         chaos = Chaos(cfg, template, faults)
         chaos.setup()
         faults.enabled = True

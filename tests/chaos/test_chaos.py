@@ -18,7 +18,7 @@ from tests.chaos.harness import Chaos, ChaosConfig, moto_aws, run_chaos
 def test_chaos_short_form_loses_nothing_and_doubles_nothing() -> None:
     """A few hundred firings through 2–4 concurrent tickers and three workers, with every
     fault injected; counter increments are spared (see `ChaosConfig.spare_counters`)."""
-    cfg = ChaosConfig(seed=7, schedules=6, duration_s=240, spare_counters=True)
+    cfg = ChaosConfig(seed=7, schedules=6, duration_s=240, spare_counters=True, p_crash=0.08)
     chaos, audit = run_chaos(cfg)
     # Every injector fired.
     assert chaos.injected["duplicate"] > 0
@@ -36,7 +36,8 @@ def test_chaos_short_form_loses_nothing_and_doubles_nothing() -> None:
     assert chaos.outcomes["duplicate"] > 0  # redeliveries found their run taken
     assert chaos.tick_reports["conflicts"] > 0  # tickers raced on schedules
     assert chaos.tick_reports["runs_swept"] > 0  # crashed workers' leases expired
-    assert chaos.tick_reports["holds_swept"] > 0  # crashed workers' batch holds expired
+    assert chaos.injected["hold_abandoned"] > 0  # workers died inside a held batch ...
+    assert chaos.tick_reports["holds_swept"] > 0  # ... and the sweep found their holds expired
     assert audit.firings >= 150 and chaos.finished_at is not None
     assert audit.clean, json.dumps(audit.as_dict(), indent=1)
     assert audit.runs == audit.firings

@@ -913,6 +913,51 @@ def test_a_run_outliving_its_batch_hold_gets_its_own_lease_entry() -> None:
     batch.__exit__(None, None, None)
 
 
+def test_a_claim_after_its_batch_hold_expired_takes_its_own_lease_entry() -> None:
+    """The batch's first call outlives the hold; the sweep settles and releases it. A run the
+    batch claims after that must not count on the gone hold: it takes an entry of its own, so
+    its worker dying still leaves it to the sweep."""
+    p = Pipeline()
+    p.definition("job", timeout_seconds=600)
+    bodies = _three_schedules(p)
+    p.clock.advance(60)
+    batch = p.s.per_batch(bodies)
+    hold = batch.__enter__()
+    p.target.script = lambda inv: (p.clock.advance(120), p.s.ticker.tick(), Outcome(status="completed"))[-1]
+    assert p.s.executor.handle(bodies[0]).outcome == "ran"
+    assert hold.hold_id is not None
+    assert p.run_store.expired_holds(p.clock.now() + timedelta(days=1), limit=10) == []  # swept
+    seen: list[Any] = []
+    p.target.script = lambda inv: (
+        seen.append(p.run_store.get(inv.run_id).active_at) or Outcome(status="completed")
+    )
+    assert p.s.executor.handle(bodies[1]).outcome == "ran"
+    assert len(seen) == 1 and seen[0] is not None  # its own entry, not the released hold
+    batch.__exit__(None, None, None)
+
+
+def test_a_claim_near_its_batch_hold_end_takes_its_own_lease_entry(p: Pipeline) -> None:
+    from gnomon.services.execute import HOLD_FOR, HOLD_MARGIN
+
+    bodies = _three_schedules(p)
+    p.clock.advance(60)
+    seen: list[Any] = []
+    calls = 0
+
+    def script(inv: Any) -> Outcome:
+        nonlocal calls
+        calls += 1
+        seen.append(p.run_store.get(inv.run_id).active_at)
+        if calls == 2:  # the third claim comes just inside the margin before the hold's end
+            p.clock.advance((HOLD_FOR - HOLD_MARGIN).total_seconds())
+        return Outcome(status="completed")
+
+    p.target.script = script
+    with p.s.per_batch(bodies):
+        assert [p.s.executor.handle(b).outcome for b in bodies] == ["ran"] * 3
+    assert seen[:2] == [None, None] and seen[2] is not None
+
+
 def _report() -> Any:
     from gnomon.services.tick import TickReport
 

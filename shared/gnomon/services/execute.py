@@ -86,6 +86,11 @@ LEDGER_TRIES = 20
 # a run); until the default timeout's lease ends — a run still running then gets its own entry.
 HOLD_MIN_RUNS = 3
 HOLD_FOR = timedelta(seconds=60) + LEASE_GRACE
+# A claim this close to its batch's hold's end (or past it) takes its own lease entry: once the
+# hold expired, the sweep may already have looked at its runs and released it, and a run
+# claimed after that under the hold would be covered by nothing (its worker dying would leave
+# it running for ever). The margin covers the claim's write landing after the check.
+HOLD_MARGIN = timedelta(seconds=15)
 RECENT_PAGE = 3  # a schedule's newest runs read per firing (one read unit)
 FINAL = frozenset({RunStatus.completed.value, RunStatus.failed.value, RunStatus.timed_out.value})
 # What a skip reason adds to: the schedule's counter.
@@ -222,6 +227,7 @@ class BatchHold:
 
     run_ids: tuple[str, ...] = ()
     hold_id: str | None = None
+    expires_at: datetime | None = None  # the stored hold's end
     keep: bool = False
     failed: bool = False  # could not be stored: the batch's runs have their own entries
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -379,13 +385,17 @@ class Executor:
         if hold is None:
             return until
         with hold.lock:
+            now = self._clock.now()
             if hold.hold_id is None and not hold.failed:
                 try:
-                    hold.hold_id = self._runs.hold(hold.run_ids, self._clock.now() + HOLD_FOR)
+                    hold.hold_id = self._runs.hold(hold.run_ids, now + HOLD_FOR)
+                    hold.expires_at = now + HOLD_FOR
                 except Exception:  # no hold: each run keeps its own lease entry
                     hold.failed = True
                     logging.getLogger("gnomon.execute").exception("could not store the batch's hold")
-            return None if hold.hold_id is not None else until
+            if hold.hold_id is None or hold.expires_at is None or now >= hold.expires_at - HOLD_MARGIN:
+                return until
+            return None
 
     def _definition(self, name: str) -> CatalogRecord:
         with self._cache_lock:
