@@ -215,6 +215,7 @@ class Stack:
         timeout: float = 90.0,
         horizon_seconds: float | None = None,
         pollers: int | None = None,
+        worker_concurrency: int | None = None,
     ) -> Stack:
         fd, err_path = tempfile.mkstemp(prefix="gnomon-bench-dev-", suffix=".stderr")
         env = dict(os.environ)
@@ -236,6 +237,11 @@ class Stack:
                     "--tick-seconds",
                     str(tick_seconds),
                     *(["--pollers", str(pollers)] if pollers is not None else []),
+                    *(
+                        ["--worker-concurrency", str(worker_concurrency)]
+                        if worker_concurrency is not None
+                        else []
+                    ),
                 ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
@@ -473,6 +479,7 @@ def run_load(
     create_limit: float = CREATE_LIMIT,
     cleanup_limit: float = CLEANUP_LIMIT,
     pollers: int | None = None,
+    worker_concurrency: int | None = None,
 ) -> dict[str, Any]:
     """Start a stack, fire `load` into a receiver, measure, clean up. Answers the figures."""
     import httpx
@@ -486,7 +493,9 @@ def run_load(
     if busy_before is not None and busy_before > 15:
         say("  warning: the machine is busy with other work; the figures will include that contention")
     t_start = time.monotonic()
-    stack = Stack.start(tick_seconds, horizon_seconds=horizon_seconds, pollers=pollers)
+    stack = Stack.start(
+        tick_seconds, horizon_seconds=horizon_seconds, pollers=pollers, worker_concurrency=worker_concurrency
+    )
     problems: list[str] = []
     ids = [_sid(i) for i in range(len(load.schedules))]
     planned_ids = list(ids)
@@ -890,7 +899,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--pollers",
         type=int,
         default=None,
-        help="what-if: `gnomon dev --pollers N` (concurrent worker batches; the stack's default is 2)",
+        help="what-if: `gnomon dev --pollers N` (SQS pollers; the stack's default is 2)",
+    )
+    p.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=None,
+        help="what-if: `gnomon dev --worker-concurrency N` (worker batches at once; the stack's default "
+        "is 10; with N equal to --pollers a poller waits for its batch, as before 2026-12)",
     )
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/lateness.json")
 
@@ -905,6 +921,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "quiet_wait": args.quiet_wait,
         "horizon_seconds": args.horizon_seconds,
         "pollers": args.pollers,
+        "worker_concurrency": args.worker_concurrency,
         "loads": [{"name": ld.name, "schedules": list(ld.schedules), "seconds": ld.seconds} for ld in loads],
     }
     results: list[dict[str, Any]] = []
@@ -920,6 +937,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 create_limit=args.create_limit,
                 cleanup_limit=args.cleanup_limit,
                 pollers=args.pollers,
+                worker_concurrency=args.worker_concurrency,
             )
         )
         if not args.no_write:  # after each load, so an interrupted run keeps what it measured
@@ -984,7 +1002,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _result_name(args: argparse.Namespace) -> str:
     name = NAME if args.horizon_seconds is None else f"{NAME}-horizon-{args.horizon_seconds:g}"
-    return name if args.pollers is None else f"{name}-pollers-{args.pollers}"
+    if args.pollers is not None:
+        name = f"{name}-pollers-{args.pollers}"
+    if args.worker_concurrency is not None:
+        name = f"{name}-concurrency-{args.worker_concurrency}"
+    return name
 
 
 def _floats(text: str) -> list[float]:

@@ -89,7 +89,13 @@ def dev(
         typer.Option(metavar="PREFIX", help="A module prefix python targets may use (repeatable)."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address the HTTP API listens on.")] = "127.0.0.1",
-    pollers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent worker batches (SQS pollers).")] = 2,
+    pollers: Annotated[int, typer.Option(min=1, max=64, help="SQS pollers feeding the worker.")] = 2,
+    worker_concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, max=256, help="Worker batches that may run at once (the function's concurrency)."
+        ),
+    ] = 10,
     template: Annotated[
         Path | None,
         typer.Option(
@@ -113,6 +119,7 @@ def dev(
             allow_targets=allow_target or [],
             allow_python_modules=allow_python_module or [],
             pollers=pollers,
+            worker_concurrency=worker_concurrency,
             template=template,
             log_level=log_level,
         )

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -26,6 +27,7 @@ from gnomon.local.devserver import (
     ApiServer,
     DevConfig,
     DevStack,
+    Environments,
     LambdaContext,
     LambdaFunction,
     feed_worker_once,
@@ -353,6 +355,74 @@ def test_feed_keeps_the_whole_batch_when_the_handler_raises() -> None:
         sqs, url, "arn:aws:sqs:us-east-1:123456789012:firings", _worker(handler), wait_seconds=0
     ) == (0, 3)
     assert _queue_counts(sqs, url)["NotVisible"] == 3
+
+
+def test_environments_are_created_on_need_up_to_the_limit_and_reused() -> None:
+    made: list[int] = []
+
+    def create(n: int) -> LambdaFunction:
+        made.append(n)
+        return _worker(lambda e, c: None)
+
+    stop = threading.Event()
+    warm = _worker(lambda e, c: None)
+    envs = Environments(create, 2, [warm])
+    assert envs.acquire(stop) is warm and made == []  # the warm one first
+    second = envs.acquire(stop)
+    assert second is not None and made == [2]  # a cold start: the second environment
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(envs.acquire(stop)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and made == [2]  # at the limit: it waits for one to be free
+    envs.release(warm)
+    waiter.join(5)
+    assert got == [warm] and made == [2]  # reused, not created
+    stop.set()
+    assert envs.acquire(stop) is None
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+@mock_aws
+def test_a_poller_receives_the_next_batch_while_a_batch_runs(concurrency: int) -> None:
+    """With room for two batches, a message sent while the first batch is still inside its
+    handler is run at once; with room for one, it waits for the first batch to finish."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="firings", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    release_first, inside = threading.Event(), threading.Event()
+    handled: list[str] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        for r in event["Records"]:
+            if r["body"] == "slow":
+                inside.set()
+                release_first.wait(10)
+            handled.append(r["body"])
+        return {"batchItemFailures": []}
+
+    envs = Environments(lambda n: _worker(handler), concurrency)
+    stack = SimpleNamespace(stop_event=threading.Event(), aws_endpoint=None)
+    poller = threading.Thread(target=DevStack._poll_loop, args=(stack, envs, url, arn, 10, True), daemon=True)
+    poller.start()
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody="slow")
+        assert inside.wait(5)
+        sqs.send_message(QueueUrl=url, MessageBody="quick")
+        if concurrency == 2:
+            assert wait_for(lambda: handled == ["quick"], timeout=5)
+        else:
+            time.sleep(1.5)
+            assert handled == []  # the only environment is busy: the message waits
+        release_first.set()
+        assert wait_for(lambda: sorted(handled) == ["quick", "slow"], timeout=5)
+        assert wait_for(
+            lambda: _queue_counts(sqs, url) == {"Visible": 0, "NotVisible": 0, "Delayed": 0}, timeout=5
+        )
+    finally:
+        release_first.set()
+        stack.stop_event.set()
+        poller.join(5)
 
 
 def test_scheduled_event_and_context() -> None:

@@ -144,6 +144,8 @@ def test_pause_unpause_with_latest_catch_up_and_pause_until(api: httpx.Client, r
     never_ran = int((ran[0] - planned).total_seconds()) - 1
     assert never_ran >= 1
 
+    last_seen: list[tuple[int, int, int, int, int]] = []
+
     def tallies() -> tuple[int, int, int, int, int] | None:
         # firings enqueued before the "stop" pause may still be arriving: compare once they agree
         counters = api.get("/v1/schedules/pu-1s").json()["info"]["counters"]
@@ -157,9 +159,12 @@ def test_pause_unpause_with_latest_catch_up_and_pause_until(api: httpx.Client, r
             completed,
             len(receiver.runs("/pu")),
         )
+        last_seen[:] = [seen]
         return seen if seen[0] == seen[1] and seen[2] == seen[3] == seen[4] else None
 
-    assert wait_for(tallies, timeout=20, interval=1.0), tallies()  # the missed ones are counted
+    # the missed ones are counted (on failure: skipped_paused, recorded paused + never ran,
+    # actions, completed, deliveries)
+    assert wait_for(tallies, timeout=20, interval=1.0), (last_seen, never_ran, _runs(api, "pu-1s"))
     delivered = [b["run_id"] for b in receiver.runs("/pu")]
     assert len(delivered) == len(set(delivered))
 

@@ -101,6 +101,11 @@ class DevConfig:
     allow_targets: Sequence[str] = ()
     allow_python_modules: Sequence[str] = ()
     pollers: int = 2
+    # How many worker batches may run at once (the function's concurrency): each runs in an
+    # execution environment of its own — a separate module instance, created on first need and
+    # reused when idle —, so the pollers go on receiving while batches run, as the event source
+    # mapping's concurrent invocations do.
+    worker_concurrency: int = 10
     template: Path | None = None
     log_level: str = "INFO"
 
@@ -308,18 +313,10 @@ def _sqs_sources(events: Mapping[str, Any]) -> list[tuple[str, int, bool]]:
     return out
 
 
-def feed_worker_once(
-    sqs: Any,
-    queue_url: str,
-    queue_arn: str,
-    worker: LambdaFunction,
-    *,
-    wait_seconds: int = 1,
-    batch_size: int = 10,
-    report_failures: bool = True,
-) -> tuple[int, int]:
-    """One poll of the event source mapping: receive, invoke, delete what succeeded.
-    Answers `(deleted, failed)`."""
+def receive_batch(
+    sqs: Any, queue_url: str, *, wait_seconds: int = 1, batch_size: int = 10
+) -> list[dict[str, Any]]:
+    """One receive of the event source mapping's poller."""
     resp = sqs.receive_message(
         QueueUrl=queue_url,
         MaxNumberOfMessages=batch_size,
@@ -327,10 +324,23 @@ def feed_worker_once(
         MessageSystemAttributeNames=["All"],
         MessageAttributeNames=["All"],
     )
-    messages = resp.get("Messages") or []
+    return list(resp.get("Messages") or [])
+
+
+def invoke_batch(
+    sqs: Any,
+    queue_url: str,
+    queue_arn: str,
+    worker: LambdaFunction,
+    messages: Sequence[dict[str, Any]],
+    *,
+    report_failures: bool = True,
+) -> tuple[int, int]:
+    """Invoke the worker with one batch (the SQS event shape), then delete what succeeded.
+    Answers `(deleted, failed)`."""
     if not messages:
         return 0, 0
-    event = sqs_event(messages, queue_arn)
+    event = sqs_event(list(messages), queue_arn)
     raised = False
     result: Any = None
     try:
@@ -352,6 +362,65 @@ def feed_worker_once(
     if failed:
         log.info("worker: %d of %d messages failed and stay in the queue", len(failed), len(messages))
     return len(ok), len(failed)
+
+
+def feed_worker_once(
+    sqs: Any,
+    queue_url: str,
+    queue_arn: str,
+    worker: LambdaFunction,
+    *,
+    wait_seconds: int = 1,
+    batch_size: int = 10,
+    report_failures: bool = True,
+) -> tuple[int, int]:
+    """One poll of the event source mapping: receive, invoke, delete what succeeded.
+    Answers `(deleted, failed)`."""
+    messages = receive_batch(sqs, queue_url, wait_seconds=wait_seconds, batch_size=batch_size)
+    return invoke_batch(sqs, queue_url, queue_arn, worker, messages, report_failures=report_failures)
+
+
+class Environments:
+    """A function's execution environments: each runs one invocation at a time; one is created
+    (`create(n)`, a cold start) when all are busy and fewer than `limit` exist, and waits idle
+    for the next invocation otherwise — Lambda's concurrency, for the event source's batches."""
+
+    def __init__(
+        self, create: Callable[[int], LambdaFunction], limit: int, warm: Sequence[LambdaFunction] = ()
+    ):
+        if limit < 1:
+            raise ValueError("limit must be ≥ 1")
+        self._create = create
+        self.limit = limit
+        self._idle: list[LambdaFunction] = list(warm)
+        self.created = len(self._idle)
+        self._cond = threading.Condition()
+
+    def acquire(self, stop: threading.Event, timeout: float = 0.5) -> LambdaFunction | None:
+        """An idle environment (or a new one), or None once `stop` is set."""
+        while not stop.is_set():
+            with self._cond:
+                if self._idle:
+                    return self._idle.pop()
+                if self.created < self.limit:
+                    self.created += 1
+                    n = self.created
+                    break
+                self._cond.wait(timeout)
+        else:
+            return None
+        try:
+            return self._create(n)
+        except BaseException:
+            with self._cond:
+                self.created -= 1
+                self._cond.notify()
+            raise
+
+    def release(self, fn: LambdaFunction) -> None:
+        with self._cond:
+            self._idle.append(fn)
+            self._cond.notify()
 
 
 # --- the moto host (child process) -------------------------------------------------------
@@ -803,11 +872,16 @@ class DevStack:
         # Powertools' resolver keeps the current event in class attributes: one at a time.
         api.lock = threading.Lock()
         ticker = load_function(root, TICKER_FUNCTION, specs[TICKER_FUNCTION], "gnomon_dev_ticker")
-        # One module instance per poller, like one container per concurrent batch.
-        workers = [
-            load_function(root, WORKER_FUNCTION, specs[WORKER_FUNCTION], f"gnomon_dev_worker_{i}")
-            for i in range(max(1, cfg.pollers))
-        ]
+        # One module instance per execution environment: one per poller now (warm), more on
+        # first need up to --worker-concurrency (a cold start, as in Lambda).
+        load_lock = threading.Lock()  # an import edits sys.path
+
+        def worker_environment(i: int) -> LambdaFunction:
+            with load_lock:
+                return load_function(root, WORKER_FUNCTION, specs[WORKER_FUNCTION], f"gnomon_dev_worker_{i}")
+
+        limit = max(1, cfg.worker_concurrency, cfg.pollers)
+        warm = [worker_environment(i) for i in range(1, max(1, cfg.pollers) + 1)]
 
         log.debug("handlers imported (%.2f s)", time.perf_counter() - t0)
 
@@ -831,11 +905,14 @@ class DevStack:
             if queue_url is None:
                 log.warning("the worker's SQS event names %s, which is not a local queue", queue_arn)
                 continue
-            for i, worker in enumerate(workers):
+            # Each queue's batches run in the function's environments (its concurrency is shared).
+            envs = Environments(worker_environment, limit, warm)
+            warm = []
+            for i in range(max(1, cfg.pollers)):
                 self._spawn(
                     f"gnomon-poller-{i}",
                     self._poll_loop,
-                    worker,
+                    envs,
                     queue_url,
                     queue_arn,
                     batch_size,
@@ -872,36 +949,60 @@ class DevStack:
             self.stop_event.wait(next_at - now)
 
     def _poll_loop(
-        self, worker: LambdaFunction, queue_url: str, queue_arn: str, batch_size: int, report: bool
+        self, envs: Environments, queue_url: str, queue_arn: str, batch_size: int, report: bool
     ) -> None:
+        """A poller of the event source mapping: it receives a batch once an environment is free
+        for it, hands the batch to that environment on a thread of its own and receives again —
+        it does not wait for the batch to finish."""
         import boto3
         from botocore.config import Config
 
         # A session per thread: creating clients from the shared default session is not thread-safe.
-        sqs = boto3.session.Session().client(
-            "sqs",
-            endpoint_url=self.aws_endpoint,
-            region_name=REGION,
-            config=Config(
-                retries={"max_attempts": 2, "mode": "standard"}, read_timeout=30, connect_timeout=5
-            ),
-        )
-        while not self.stop_event.is_set():
+        def client() -> Any:
+            return boto3.session.Session().client(
+                "sqs",
+                endpoint_url=self.aws_endpoint,
+                region_name=REGION,
+                config=Config(
+                    retries={"max_attempts": 2, "mode": "standard"}, read_timeout=30, connect_timeout=5
+                ),
+            )
+
+        sqs = client()
+        local = threading.local()
+
+        def run(env: LambdaFunction, messages: list[dict[str, Any]]) -> None:
             try:
-                feed_worker_once(
-                    sqs,
-                    queue_url,
-                    queue_arn,
-                    worker,
-                    wait_seconds=1,
-                    batch_size=batch_size,
-                    report_failures=report,
-                )
+                if not hasattr(local, "sqs"):
+                    local.sqs = client()
+                invoke_batch(local.sqs, queue_url, queue_arn, env, messages, report_failures=report)
             except Exception as exc:
+                log.warning("worker batch: %s", exc)
+            finally:
+                envs.release(env)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Not joined at the end: a batch whose target never answers must not hold the stop.
+        pool = ThreadPoolExecutor(max_workers=envs.limit, thread_name_prefix="gnomon-batch")
+        while not self.stop_event.is_set():
+            env = envs.acquire(self.stop_event)
+            if env is None:
+                break
+            try:
+                messages = receive_batch(sqs, queue_url, wait_seconds=1, batch_size=batch_size)
+            except Exception as exc:
+                envs.release(env)
                 if self.stop_event.is_set():
                     break
                 log.warning("worker poller: %s", exc)
                 self.stop_event.wait(1.0)
+                continue
+            if not messages:
+                envs.release(env)
+                continue
+            pool.submit(run, env, messages)
+        pool.shutdown(wait=False)
 
     def wait(self) -> None:
         while not self.stop_event.wait(1.0):
