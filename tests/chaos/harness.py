@@ -227,7 +227,6 @@ class Chaos:
         visibility, max_receive = _queue_settings(template)
         self.queue = SimQueue(self.clock, visibility, max_receive)
         self.app = _worker_handler_module()
-        self._dead_scopes: list[Any] = []  # batch scopes of crashed workers
         self._tls = threading.local()
         self.app.services = lambda: self._tls.services  # the handler's services: this thread's container
         self.lock = threading.Lock()
@@ -420,7 +419,10 @@ class Chaos:
                         break  # the rest of the batch comes back after its visibility timeout
                 crashed = {name for name, end in ends if end == "crashed"}
                 if worker.name in crashed:
-                    self._dead_scopes.append(scope)  # kept: never exited, never collected
+                    # Never exited: the hold stays for the sweep. The scope is dropped with its
+                    # dead container; `keep` stops its clean-up (run when the generator is
+                    # collected) from releasing the hold, as a dead process releases nothing.
+                    hold.keep = True
                     if hold.hold_id is not None:
                         self.count("hold_abandoned")
                 else:
