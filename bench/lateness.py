@@ -236,6 +236,7 @@ class Stack:
                     "0",
                     "--tick-seconds",
                     str(tick_seconds),
+                    "--exit-with-parent",
                     *(["--pollers", str(pollers)] if pollers is not None else []),
                     *(
                         ["--worker-concurrency", str(worker_concurrency)]

@@ -96,6 +96,12 @@ def dev(
             min=1, max=256, help="Worker batches that may run at once (the function's concurrency)."
         ),
     ] = 10,
+    exit_with_parent: Annotated[
+        bool,
+        typer.Option(
+            "--exit-with-parent", help="Stop when the process that started this one goes away (tests)."
+        ),
+    ] = False,
     template: Annotated[
         Path | None,
         typer.Option(
@@ -120,6 +126,7 @@ def dev(
             allow_python_modules=allow_python_module or [],
             pollers=pollers,
             worker_concurrency=worker_concurrency,
+            exit_with_parent=exit_with_parent,
             template=template,
             log_level=log_level,
         )

@@ -121,7 +121,18 @@ def start_dev(*args: str, tick_seconds: str = "0.5", timeout: float = 60.0) -> D
     env.setdefault("PYTHONUNBUFFERED", "1")
     with os.fdopen(fd, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gnomon.cli", "dev", "--port", "0", "--tick-seconds", tick_seconds, *args],
+            [
+                sys.executable,
+                "-m",
+                "gnomon.cli",
+                "dev",
+                "--port",
+                "0",
+                "--tick-seconds",
+                tick_seconds,
+                "--exit-with-parent",
+                *args,
+            ],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -33,6 +33,7 @@ from gnomon.local.devserver import (
     feed_worker_once,
     scheduled_event,
     settle_batch,
+    watch_parent,
 )
 from gnomon.local.state import (
     SNAPSHOT_FILE,
@@ -423,6 +424,57 @@ def test_a_poller_receives_the_next_batch_while_a_batch_runs(concurrency: int) -
         release_first.set()
         stack.stop_event.set()
         poller.join(5)
+
+
+def test_watch_parent_stops_when_the_parent_is_another() -> None:
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_parent, args=(os.getppid(), stop, 0.05))
+    watcher.start()
+    time.sleep(0.3)
+    assert not stop.is_set()  # still our parent
+    stop.set()
+    watcher.join(5)
+    stop = threading.Event()
+    watch_parent(-1, stop, 0.05)  # a parent it never had: it went away
+    assert stop.is_set()
+
+
+def test_exit_with_parent_stops_the_stack_when_its_parent_dies(tmp_path: Path) -> None:
+    """A parent starts `gnomon dev --exit-with-parent`, waits for its ready line and dies
+    without stopping it: the stack stops by itself (moto host included)."""
+    out = tmp_path / "dev.out"
+    parent = (
+        "import subprocess, sys, time\n"
+        f"out = open({str(out)!r}, 'w')\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'gnomon.cli', 'dev', '--port', '0', "
+        "'--exit-with-parent'], stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, "
+        "start_new_session=True)\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while 'ready' not in open({str(out)!r}).read() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.2)\n"
+        "print(p.pid, flush=True)\n"
+        "import os; os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", parent], cwd=REPO, capture_output=True, text=True, timeout=90
+    )
+    pid = int(done.stdout.strip())
+    assert "ready" in out.read_text()
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with contextlib.suppress(OSError):  # a zombie waiting for init counts as gone
+            return "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        return False
+
+    try:
+        assert wait_for(gone, timeout=30, interval=0.5)
+    finally:
+        if not gone():
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_scheduled_event_and_context() -> None:

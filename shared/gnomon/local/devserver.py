@@ -106,6 +106,9 @@ class DevConfig:
     # reused when idle —, so the pollers go on receiving while batches run, as the event source
     # mapping's concurrent invocations do.
     worker_concurrency: int = 10
+    # Stop when the process that started this one goes away (tests and benchmarks that start a
+    # stack and may be killed before they stop it).
+    exit_with_parent: bool = False
     template: Path | None = None
     log_level: str = "INFO"
 
@@ -1035,6 +1038,16 @@ def _configure_logging(level: str, process: str = "gnomon-dev") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+def watch_parent(parent: int, stop: threading.Event, every: float = 1.0) -> None:
+    """Set `stop` once this process's parent is no longer `parent` (it died: the process was
+    handed to another)."""
+    while not stop.wait(every):
+        if os.getppid() != parent:
+            log.info("the parent process (%d) went away: stopping", parent)
+            stop.set()
+            return
+
+
 def run(cfg: DevConfig) -> int:
     """Run the stack in the foreground until SIGINT/SIGTERM/SIGHUP. Answers the exit code."""
     if not (cfg.tick_seconds > 0 and math.isfinite(cfg.tick_seconds)):
@@ -1053,6 +1066,10 @@ def run(cfg: DevConfig) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    if cfg.exit_with_parent:
+        threading.Thread(
+            target=watch_parent, args=(os.getppid(), stack.stop_event), name="gnomon-parent", daemon=True
+        ).start()
 
     code = 0
     try:
