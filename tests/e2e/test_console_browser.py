@@ -194,6 +194,7 @@ def test_a_bad_backfill_shows_the_api_error_and_changes_nothing(
 
 
 def test_overview_draws_its_charts(dev_stack: DevProcess, browser: Any, schedule: str) -> None:
+    browser.get("about:blank")  # a fresh document: its resource timings are this page's calls only
     open_page(browser, dev_stack, "/overview")
     wait_text(browser, "h1#page-title", "Overview")
     assert wait_for(lambda: len(css(browser, "canvas")) >= 3), text_of(browser, "main")
@@ -206,6 +207,23 @@ def test_overview_draws_its_charts(dev_stack: DevProcess, browser: Any, schedule
         "return [...document.querySelectorAll('canvas')].map(c => !!Chart.getChart(c)).filter(Boolean).length"
     )
     assert drawn >= 3
+    main = text_of(browser, "main")
+    assert "Firings by day and hour, last hour" in main and "Run durations, last hour" in main
+    assert re.search(r"\d+ runs by day of week and hour of their nominal time \(UTC\)", main), main
+    assert re.search(r"\d+ closed runs; median", main), main
+    # the heatmap and the histogram come with the lateness, not from whole runs
+    calls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/v1/'))"
+    )
+    assert not [c for c in calls if "/v1/runs" in c], calls
+    assert [c for c in calls if "/v1/metrics/lateness" in c and "include=firings%2Cdurations" in c], calls
+    # another window: all three charts follow it
+    from selenium.webdriver.support.ui import Select
+
+    Select(css(browser, "main select")[0]).select_by_visible_text("last 6 hours")
+    wait_text(browser, "main", "Firings by day and hour, last 6 hours")
+    assert wait_for(lambda: len(css(browser, "canvas")) >= 3), text_of(browser, "main")
+    assert "Run durations, last 6 hours" in text_of(browser, "main")
     assert severe_errors(browser) == []
 
 
