@@ -334,12 +334,12 @@ function Heatmap({ runs, label }) {
 }
 
 /** A bar chart of counts per bin; `series` = [[name, counts, colour], …], stacked when several. */
-function BinChart({ names, series, label, summary }) {
+function BinChart({ names, series, label, summary, legend = series.length > 1 }) {
   const config = {
     type: 'bar',
     data: { labels: names, datasets: series.map(([name, data, colour]) => ({ label: name, data, backgroundColor: colour })) },
     options: {
-      plugins: { legend: { display: series.length > 1 } },
+      plugins: { legend: { display: legend } },
       scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: 'runs' } } },
     },
   };
@@ -360,8 +360,15 @@ function DurationHistogram({ runs, label }) {
     summary=${`${values.length} runs; median ${duration(med)}, longest ${duration(sorted[sorted.length - 1])}.`} />`;
 }
 
-/** A bin edge of the server's duration histogram (1-2-5 ms steps) as a short label. */
-function edgeLabel(v) { return v < 1000 ? `${v} ms` : `${v / 1000} s`; }
+/** A bin of the server's duration histogram (1-2-5 ms steps) as a short label: "50–100 ms". */
+function binLabel({ lower_ms: lo, upper_ms: up }) {
+  const unit = (v) => (v < 1000 ? `${v} ms` : `${v / 1000} s`);
+  if (up === null) return `≥ ${unit(lo)}`;
+  if (lo === 0) return `< ${unit(up)}`;
+  if (up < 1000) return `${lo}–${up} ms`;
+  if (lo >= 1000) return `${lo / 1000}–${up / 1000} s`;
+  return `${unit(lo)}–${unit(up)}`;
+}
 
 /** The server's duration histogram (`/metrics/lateness?include=durations`), empty edge bins
  * left out, completed runs apart from the other closed ones (failed, timed out, canceled, terminated). */
@@ -371,11 +378,11 @@ function DurationBins({ durations, label, truncated }) {
   if (first < 0) return html`<${Empty}>No run in this window finished an attempt, so no durations to show.</${Empty}>`;
   const last = bins.length - 1 - [...bins].reverse().findIndex((b) => b.count);
   const shown = bins.slice(first, last + 1);
-  const names = shown.map((b) => (b.upper_ms === null ? `≥ ${edgeLabel(b.lower_ms)}` : b.lower_ms === 0 ? `< ${edgeLabel(b.upper_ms)}` : `${edgeLabel(b.lower_ms)}–${edgeLabel(b.upper_ms)}`));
   const completed = shown.map((b) => b.by_status.completed || 0);
   const other = shown.map((b) => b.count - (b.by_status.completed || 0));
-  return html`<${BinChart} names=${names} label=${label}
-    series=${[['completed', completed, '#0b5cad'], ['failed, timed out, canceled or terminated', other, '#a40e26']]}
+  const series = [['completed', completed, '#0b5cad'], ['failed, timed out, canceled or terminated', other, '#a40e26']]
+    .filter(([, counts]) => counts.some((n) => n));
+  return html`<${BinChart} names=${shown.map(binLabel)} label=${label} series=${series} legend=${true}
     summary=${`${durations.count} closed runs${truncated ? ' (the newest of the window)' : ''}; median ${duration(durations.p50_ms)}, p95 ${duration(durations.p95_ms)}, longest ${duration(durations.max_ms)}.`} />`;
 }
 
