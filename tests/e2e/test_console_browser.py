@@ -228,6 +228,7 @@ def test_overview_draws_its_charts(
 
     Select(css(browser, "main select")[0]).select_by_visible_text("last 6 hours")
     wait_text(browser, "main", "Firings by day and hour, last 6 hours")
+    assert browser.current_url.endswith("#/overview?window=6")  # a link to this window
     assert wait_for(lambda: len(css(browser, "canvas")) >= 3), text_of(browser, "main")
     assert "Run durations, last 6 hours" in text_of(browser, "main")
     assert severe_errors(browser) == []

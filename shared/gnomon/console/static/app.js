@@ -422,20 +422,20 @@ function Page({ title, children, id }) {
 
 // --- overview -----------------------------------------------------------------------------------
 
-const WINDOWS = { 1: 'last hour', 6: 'last 6 hours', 24: 'last 24 hours' };
+// The overview's windows (hours → name, lateness bucket seconds); `#/overview?window=<hours>`.
+const WINDOWS = { 1: ['last hour', 60], 6: ['last 6 hours', 300], 24: ['last 24 hours', 900], 168: ['last 7 days', 3600] };
 
-function Overview() {
+function Overview({ params }) {
   const stats = useApi('/stats');
-  const [windowH, setWindowH] = useState(1);
+  const windowH = Object.hasOwn(WINDOWS, params.window || '') ? Number(params.window) : 1;
+  const [span, bucket] = WINDOWS[windowH];
   const to = new Date(Math.ceil(Date.now() / 60000) * 60000);
   const from = new Date(to.getTime() - windowH * 3600000);
-  const bucket = windowH <= 1 ? 60 : windowH <= 6 ? 300 : 900;
   // One call feeds all three charts: the lateness percentiles, and from the same projected
   // reads of the window's runs the firings by day and hour and the duration histogram.
   const lat = useApi(`/metrics/lateness${qs({ from: from.toISOString(), to: to.toISOString(), bucket_seconds: bucket, include: 'firings,durations' })}`);
   const s = stats.data;
   const m = lat.data;
-  const span = WINDOWS[windowH];
   const firings = m && m.firings;
   return html`<${Page} title="Overview" id="overview">
     <${ErrorBox} error=${stats.error} what="today's counts" />
@@ -446,8 +446,8 @@ function Overview() {
       <div class="stat"><span class="n">${s.failed_today}</span>failed today</div>
     </div>` : stats.loading ? html`<${Loading} what="today's counts" />` : ''}
     <form class="inline" onSubmit=${(e) => e.preventDefault()}>
-      <label>window of the charts <select value=${windowH} onChange=${(e) => setWindowH(Number(e.target.value))}>
-        ${Object.entries(WINDOWS).map(([h, name]) => html`<option value=${h}>${name}</option>`)}</select></label>
+      <label>window of the charts <select value=${windowH} onChange=${(e) => go('/overview', e.target.value === '1' ? {} : { window: e.target.value })}>
+        ${Object.entries(WINDOWS).map(([h, [name]]) => html`<option value=${h}>${name}</option>`)}</select></label>
     </form>
     <${ErrorBox} error=${lat.error} what="run metrics" />
     ${m && m.truncated ? html`<p class="muted" role="status">This window holds more runs than the charts read: they show its newest ${firings ? firings.total : ''} runs.</p>` : ''}
@@ -948,7 +948,7 @@ function App() {
   if (!signedIn) {
     page = html`<${Page} title="Sign in" id="sign-in"><p>This console reads gnomon's API with your identity from ${CONFIG.auth.issuer}.</p>
       <button class="primary" onClick=${() => signIn()}>Sign in</button></${Page}>`;
-  } else if (!section || section === 'overview') page = html`<${Overview} />`;
+  } else if (!section || section === 'overview') page = html`<${Overview} params=${route.params} />`;
   else if (section === 'schedules') page = id ? html`<${ScheduleDetail} id=${id} key=${id} />` : html`<${Schedules} params=${route.params} key=${route.query} />`;
   else if (section === 'runs') page = id ? html`<${RunDetail} id=${id} key=${id} />` : html`<${Runs} params=${route.params} key=${route.query} />`;
   else if (section === 'tasks') page = html`<${Tasks} params=${route.params} key=${route.query} />`;
