@@ -259,8 +259,9 @@ function ChartBox({ config, label, small, summary }) {
   </figure>`;
 }
 
-function timeAxis() {
-  return { type: 'linear', ticks: { callback: (v) => new Date(v).toISOString().slice(11, 16), maxTicksLimit: 8 }, title: { display: true, text: 'time (UTC)' } };
+/** A linear time axis in UTC; ticks show the date too when the chart spans more than a day. */
+function timeAxis(days = false) {
+  return { type: 'linear', ticks: { callback: (v) => new Date(v).toISOString().slice(days ? 5 : 11, 16).replace('T', ' '), maxTicksLimit: 8 }, title: { display: true, text: 'time (UTC)' } };
 }
 
 function LatenessChart({ buckets, label, from, to }) {
@@ -274,7 +275,7 @@ function LatenessChart({ buckets, label, from, to }) {
       { label: 'p50 ms', data: p50, borderColor: '#0b5cad', backgroundColor: '#0b5cad', pointRadius: 2 },
       { label: 'p99 ms', data: p99, borderColor: '#a40e26', backgroundColor: '#a40e26', pointRadius: 2, borderDash: [5, 3] },
     ] },
-    options: { parsing: true, scales: { x: { ...timeAxis(), min: from ? ms(from) : undefined, max: to ? ms(to) : undefined }, y: { beginAtZero: true, title: { display: true, text: 'start lateness (ms)' } } } },
+    options: { parsing: true, scales: { x: { ...timeAxis(ms(to) - ms(from) > 86400000), min: from ? ms(from) : undefined, max: to ? ms(to) : undefined }, y: { beginAtZero: true, title: { display: true, text: 'start lateness (ms)' } } } },
   };
   return html`<${ChartBox} config=${config} label=${label}
     summary=${`${buckets.length} buckets, ${buckets.reduce((a, b) => a + b.count, 0)} runs; worst p99 ${duration(worst)}.`} />`;
