@@ -106,7 +106,7 @@ from gnomon.adapters.memory import (
     version_key,
 )
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
-from gnomon.domain.runs import RunStatus, parse_scheduled_run_id, run_duration, start_lateness
+from gnomon.domain.runs import DURATION_STATUSES, parse_scheduled_run_id, run_duration, start_lateness
 from gnomon.domain.timefmt import parse
 from gnomon.ports import (
     JSON,
@@ -974,10 +974,6 @@ def _duration_attr(rec: RunRecord) -> str:
     return "-" if duration is None else str(duration)
 
 
-# A closed run whose item has no `du` (written before it) had a duration only in its document.
-_CLOSED = frozenset(RunStatus) - {RunStatus.pending, RunStatus.running, RunStatus.skipped}
-
-
 def _hold_pk(hold_id: str) -> str:
     return f"hold#{int(hold_id.rpartition('#')[2][:8], 16) % _HOLD_SHARDS}"
 
@@ -1333,11 +1329,11 @@ class DynamoRunStore:
             found = list(m.batch_get([(pk, sk) for _, pk, sk in keys[: limit + 1]], attributes_to_get=attrs))
         truncated = len(found) > limit
         found = sorted(found, key=lambda i: str(i.time_key), reverse=True)[:limit]
-        # read whole: items written before `lt`, and (for durations) closed ones before `du`
+        # read whole: items written before `lt`, and (for durations) closed ones written before `du`
         older = [
             (i.pk, i.sk)
             for i in found
-            if i.lt is None or (durations and i.du is None and i.status in _CLOSED)
+            if i.lt is None or (durations and i.du is None and i.status in DURATION_STATUSES)
         ]
         docs = {(pk, sk): unpack_doc(item) for (pk, sk), item in self._batch_get(older).items()}
         samples: list[RunSample] = []

@@ -8,11 +8,11 @@ import math
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from gnomon.domain.errors import InvalidArgument
-from gnomon.domain.runs import RunStatus
+from gnomon.domain.runs import DURATION_STATUSES
 from gnomon.domain.timefmt import EPOCH, fmt
 from gnomon.ports import JSON, Clock, DeadLetterQueue, RunSample, RunStore
 from gnomon.services.stats import zone
@@ -25,8 +25,6 @@ INCLUDES = ("firings", "durations")
 # Upper edges of the duration histogram's bins, log-spaced 1-2-5 from 1 ms to 5 000 s: bin i
 # holds [edge i-1, edge i) (bin 0 from 0), the last one everything from 5 000 s on.
 DURATION_EDGES_MS: tuple[int, ...] = tuple(m * 10**e for e in range(7) for m in (1, 2, 5))
-# Runs whose duration counts: they closed after an attempt (skipped ones never started).
-_CLOSED = frozenset(RunStatus) - {RunStatus.pending, RunStatus.running, RunStatus.skipped}
 
 
 def dead_letter_reason(body: str, receive_count: int) -> str:
@@ -137,7 +135,7 @@ class Ops:
         return answer
 
 
-def _firings(found: Sequence[RunSample], tz: Any, tz_name: str) -> JSON:
+def _firings(found: Sequence[RunSample], tz: tzinfo, tz_name: str) -> JSON:
     """Runs counted by (day of week, hour) of their nominal time in `tz`: `by_day_hour[d][h]`,
     d = 0 for Monday … 6 for Sunday, h = 0 … 23 local; and by status."""
     grid = [[0] * 24 for _ in range(7)]
@@ -157,7 +155,7 @@ def _durations(found: Sequence[RunSample]) -> JSON:
     closed = [
         (run.duration_ms, run.status)
         for run in found
-        if run.duration_ms is not None and run.status in _CLOSED
+        if run.duration_ms is not None and run.status in DURATION_STATUSES
     ]
     counts: list[Counter[str]] = [Counter() for _ in range(len(DURATION_EDGES_MS) + 1)]
     for duration, status in closed:
