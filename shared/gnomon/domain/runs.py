@@ -49,6 +49,10 @@ TERMINAL = frozenset(
     }
 )
 
+DURATION_STATUSES = TERMINAL - {RunStatus.skipped}
+"""Statuses of runs that closed after an attempt: the runs whose `duration_ms` counts in the run
+metrics (a skipped run never started; a pending or running one may hold an earlier attempt's)."""
+
 # Allowed transitions, as data: the domain refuses anything else.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.pending: frozenset(
