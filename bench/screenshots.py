@@ -163,7 +163,7 @@ def main() -> int:
         with Receiver() as rec, httpx.Client(base_url=stack.base_url, timeout=60, trust_env=False) as c:
             run_id = seed(c, rec)
             pages = [
-                ("overview", "/overview"),
+                ("overview", "/overview?window=168"),  # the last 7 days: the backfill's firings too
                 ("schedules", "/schedules"),
                 ("schedule-detail", "/schedules/report-preview"),
                 ("runs", "/runs"),

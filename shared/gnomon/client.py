@@ -27,7 +27,7 @@ import copy
 import os
 import random
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -483,13 +483,18 @@ class Client:
         start: datetime | str | None = None,
         end: datetime | str | None = None,
         bucket_seconds: int | None = None,
+        include: Sequence[str] = (),
+        timezone: str | None = None,
     ) -> dict[str, Any]:
-        """Start-lateness percentiles per time bucket."""
+        """Start-lateness percentiles per time bucket; `include=("firings", "durations")` adds
+        the window's runs by day of week and hour (in `timezone`) and a run-duration histogram."""
         return self._get_obj(
             "/v1/metrics/lateness",
             schedule=schedule,
             definition=definition,
             bucket_seconds=bucket_seconds,
+            include=",".join(include) or None,
+            timezone=timezone,
             **{"from": rfc3339(start), "to": rfc3339(end)},
         )
 

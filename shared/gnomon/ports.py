@@ -223,6 +223,18 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class RunSample:
+    """What the run metrics need of one run, read without its document where the store can
+    (`RunStore.run_samples`)."""
+
+    nominal_time: datetime
+    status: str
+    # (scheduled_time, start lateness ms): `gnomon.domain.runs.start_lateness`; None = never started
+    lateness: tuple[datetime, float] | None
+    duration_ms: int | None  # `gnomon.domain.runs.run_duration`; None when asked without durations
+
+
+@dataclass(frozen=True)
 class Hold:
     """A worker batch's lease on the runs it claims (`RunStore.hold`): while it holds, its runs
     need no entry of their own in the `active` index; once `until` passed without a release
@@ -275,7 +287,7 @@ class RunStore(Protocol):
         """Runs of one shard whose `active_at` <= until, oldest first."""
         ...
 
-    def lateness_samples(
+    def run_samples(
         self,
         *,
         schedule_id: str | None,
@@ -283,10 +295,12 @@ class RunStore(Protocol):
         start: datetime,
         end: datetime,
         limit: int,
-    ) -> tuple[builtins.list[tuple[datetime, float]], bool]:
-        """(scheduled_time, start lateness ms) of the runs with start <= nominal_time < end that
-        started (`gnomon.domain.runs.start_lateness`), newest first, at most `limit` runs looked
-        at (then True: truncated) — read without their documents where the store can."""
+        durations: bool = False,
+    ) -> tuple[builtins.list[RunSample], bool]:
+        """One `RunSample` per run with start <= nominal_time < end, newest first, at most
+        `limit` (then True: truncated) — read without their documents where the store can.
+        `durations=False` may leave `duration_ms` None (a store then spares the reads that
+        only a duration would need)."""
         ...
 
     def hold(self, run_ids: Sequence[str], until: datetime) -> str:

@@ -11,7 +11,7 @@ import pytest
 from gnomon.adapters.memory import TIME_SHARDS, shard_of
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
 from gnomon.domain.runs import parse_scheduled_run_id, scheduled_run_id
-from gnomon.ports import Page, RunRecord, RunStore
+from gnomon.ports import Page, RunRecord, RunSample, RunStore
 from tests.contract.helpers import collect_pages as collect
 from tests.contract.helpers import race
 
@@ -524,21 +524,33 @@ def test_holds(runs: RunStore) -> None:
 
 
 def _started(
-    sid: str, nominal: datetime, *, jitter_ms: int, late_ms: int, definition: str = "d1"
+    sid: str,
+    nominal: datetime,
+    *,
+    jitter_ms: int,
+    late_ms: int,
+    definition: str = "d1",
+    status: str = "completed",
+    duration_ms: int | None = None,
 ) -> RunRecord:
     scheduled = nominal + timedelta(milliseconds=jitter_ms)
     first = scheduled + timedelta(milliseconds=late_ms)
-    rec = fired(sid, nominal, status="completed", definition=definition)
+    rec = fired(sid, nominal, status=status, definition=definition)
     doc = {
         **rec.doc,
         "scheduled_time": scheduled.isoformat().replace("+00:00", "Z"),
         "started_at": (first + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),  # a later attempt's
         "attempts": [{"attempt": 1, "started_at": first.isoformat().replace("+00:00", "Z")}],
+        "duration_ms": duration_ms,
     }
     return RunRecord(**{**rec.__dict__, "doc": doc})
 
 
-def test_lateness_samples(runs: RunStore) -> None:
+def _lateness(samples: list[RunSample]) -> list[tuple[datetime, float]]:
+    return sorted(s.lateness for s in samples if s.lateness is not None)
+
+
+def test_run_samples_give_the_lateness_of_started_runs(runs: RunStore) -> None:
     for i in range(12):
         runs.create(
             _started(
@@ -553,10 +565,8 @@ def test_lateness_samples(runs: RunStore) -> None:
     window = {"start": T0, "end": T0 + timedelta(hours=1)}
 
     def got(**kw: Any) -> tuple[list[tuple[datetime, float]], bool]:
-        samples, truncated = runs.lateness_samples(
-            **{"schedule_id": None, "definition": None, **window, **kw}
-        )
-        return sorted(samples), truncated
+        samples, truncated = runs.run_samples(**{"schedule_id": None, "definition": None, **window, **kw})
+        return _lateness(samples), truncated
 
     every = [(T0 + timedelta(minutes=i, milliseconds=i * 100), 10.0 * i) for i in range(12)]
     assert got(limit=100) == (every, False)
@@ -571,6 +581,51 @@ def test_lateness_samples(runs: RunStore) -> None:
     # at most `limit` runs looked at, the newest (the skipped one included)
     assert got(limit=5) == (every[8:], True)
     assert got(schedule_id="s0", limit=2) == ([every[10]], True)
+    assert got(limit=13) == (every, False)  # exactly every run: nothing left out
+
+
+@pytest.mark.parametrize("durations", [False, True])
+def test_run_samples_carry_nominal_time_status_and_duration(runs: RunStore, durations: bool) -> None:
+    """One sample per run of the window, newest first, whatever its status; the duration once
+    an attempt closed (`duration_ms` of the document), the lateness once it started."""
+    recs = [
+        _started("s", T0, jitter_ms=5, late_ms=7, duration_ms=1234),
+        _started("s", T0 + timedelta(minutes=1), jitter_ms=0, late_ms=3, status="failed", duration_ms=40),
+        _started("s", T0 + timedelta(minutes=2), jitter_ms=0, late_ms=9, status="running"),
+        fired("s", T0 + timedelta(minutes=3), status="skipped", reason="overlap"),
+        fired("s", T0 + timedelta(minutes=4), status="pending"),
+        run("job-9", definition="d2", nominal=T0 + timedelta(minutes=5, milliseconds=7), status="canceled"),
+    ]
+    for rec in recs:
+        runs.create(rec)
+    # an update is kept as well: the run that was running completes
+    running = runs.get(recs[2].run_id)
+    runs.update(
+        RunRecord(**{**running.__dict__, "status": "completed", "doc": {**running.doc, "duration_ms": 0}}),
+        expected_version=running.version,
+    )
+    for sid in ("s", None):
+        samples, truncated = runs.run_samples(
+            schedule_id=sid,
+            definition=None,
+            start=T0,
+            end=T0 + timedelta(hours=1),
+            limit=10,
+            durations=durations,
+        )
+        assert truncated is False
+        want = [
+            (T0 + timedelta(minutes=5, milliseconds=7), "canceled", False, None),
+            (T0 + timedelta(minutes=4), "pending", False, None),
+            (T0 + timedelta(minutes=3), "skipped", False, None),
+            (T0 + timedelta(minutes=2), "completed", True, 0),
+            (T0 + timedelta(minutes=1), "failed", True, 40),
+            (T0, "completed", True, 1234),
+        ]
+        if sid == "s":
+            want = want[1:]
+        assert [(s.nominal_time, s.status, s.lateness is not None, s.duration_ms) for s in samples] == want
+        assert samples[-1].lateness == (T0 + timedelta(milliseconds=5), 7.0)
 
 
 # --- the DynamoDB item layout the SAM template and other readers rely on ------------------------
@@ -719,7 +774,8 @@ def test_dynamo_run_item_layout(runs_table: str) -> None:
         "time_key": {"S": f"2026-12-01T10:00:00.000Z#{rid}"},
         "active_shard": {"S": str(shard_of(rid, 4))},
         "active_key": {"S": f"2026-12-01T10:05:00.000Z#{rid}"},
-        "lt": {"S": "-"},  # not started: no lateness sample (`lateness_samples`)
+        "lt": {"S": "-"},  # not started: no lateness sample (`run_samples`)
+        "du": {"S": "-"},  # no attempt closed: no duration (`run_samples`)
     }
 
     store.create(run("job-1234", definition="d2", nominal=T0 + timedelta(milliseconds=7)))
@@ -737,6 +793,7 @@ def test_dynamo_run_item_layout(runs_table: str) -> None:
         "time_key",
         "write_token",
         "lt",
+        "du",
     }
     assert job["time_shard"] == {"S": str(shard_of("job-1234", 4))}
     assert item("id#job-1234", "ptr") == {
@@ -878,21 +935,58 @@ def test_dynamo_list_read_budget(runs_table: str, monkeypatch: pytest.MonkeyPatc
     assert any(len(p) < 2 for p in pages[:-1]), pages  # the budget ran out at least once
 
 
-def test_dynamo_lateness_samples_read_older_runs_whole(runs_table: str) -> None:
-    """A run written before the `lt` attribute still gives its sample (its document is read)."""
+def test_dynamo_run_samples_read_older_runs_whole(runs_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run written before the `lt` attribute still gives its lateness and duration (its
+    document is read); one written before `du` (with `lt` in the old "<jitter>:<late>" form)
+    gives its duration from its document when durations are asked for and it closed; runs
+    written now are read without their documents."""
     import boto3
 
     from gnomon.adapters.dynamo import DynamoRunStore
 
     store = DynamoRunStore(shards=1)
-    rec = _started("s", T0, jitter_ms=250, late_ms=40)
-    store.create(rec)
+    whole: list[str] = []
+    batch_get = store._batch_get
+
+    def counted(keys: list[tuple[str, str]]) -> Any:
+        whole.extend(sk for _, sk in keys)
+        return batch_get(keys)
+
+    monkeypatch.setattr(store, "_batch_get", counted)
+    no_lt = _started("s", T0, jitter_ms=250, late_ms=40, duration_ms=900)
+    old_lt = _started("s", T0 + timedelta(minutes=1), jitter_ms=5, late_ms=6, status="failed", duration_ms=70)
+    old_running = _started("s", T0 + timedelta(minutes=2), jitter_ms=1, late_ms=2, status="running")
+    new = _started("s", T0 + timedelta(minutes=3), jitter_ms=3, late_ms=4, duration_ms=12)
     ddb = boto3.client("dynamodb")
-    key = {"pk": {"S": "s#s"}, "sk": {"S": f"r#2026-12-01T10:00:00.000Z#{rec.run_id}"}}
-    assert ddb.get_item(TableName=runs_table, Key=key)["Item"]["lt"] == {"S": "250:40.0"}
-    ddb.update_item(TableName=runs_table, Key=key, UpdateExpression="REMOVE lt")
+
+    def key(rec: RunRecord) -> dict[str, Any]:
+        sk = f"r#{rec.nominal_time.isoformat(timespec='milliseconds').replace('+00:00', 'Z')}#{rec.run_id}"
+        return {"pk": {"S": "s#s"}, "sk": {"S": sk}}
+
+    for rec in (no_lt, old_lt, old_running, new):
+        store.create(rec)
+    assert ddb.get_item(TableName=runs_table, Key=key(no_lt))["Item"]["lt"] == {"S": "250:40.0"}
+    assert ddb.get_item(TableName=runs_table, Key=key(new))["Item"]["du"] == {"S": "12"}
+    ddb.update_item(TableName=runs_table, Key=key(no_lt), UpdateExpression="REMOVE lt, du")
+    for rec in (old_lt, old_running):
+        ddb.update_item(TableName=runs_table, Key=key(rec), UpdateExpression="REMOVE du")
     for sid in ("s", None):
-        samples, _ = store.lateness_samples(
-            schedule_id=sid, definition=None, start=T0, end=T0 + timedelta(hours=1), limit=10
-        )
-        assert samples == [(T0 + timedelta(milliseconds=250), 40.0)]
+        for durations in (False, True):
+            whole.clear()
+            samples, _ = store.run_samples(
+                schedule_id=sid,
+                definition=None,
+                start=T0,
+                end=T0 + timedelta(hours=1),
+                limit=10,
+                durations=durations,
+            )
+            got = [(s.status, s.lateness, s.duration_ms) for s in samples]
+            assert got == [
+                ("completed", (T0 + timedelta(minutes=3, milliseconds=3), 4.0), 12),
+                ("running", (T0 + timedelta(minutes=2, milliseconds=1), 2.0), None),
+                ("failed", (T0 + timedelta(minutes=1, milliseconds=5), 6.0), 70 if durations else None),
+                ("completed", (T0 + timedelta(milliseconds=250), 40.0), 900),
+            ]
+            read = [key(no_lt)["sk"]["S"]] + ([key(old_lt)["sk"]["S"]] if durations else [])
+            assert sorted(whole) == sorted(read)

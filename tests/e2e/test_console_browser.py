@@ -193,7 +193,14 @@ def test_a_bad_backfill_shows_the_api_error_and_changes_nothing(
     assert not css(browser, "#backfill-confirm")
 
 
-def test_overview_draws_its_charts(dev_stack: DevProcess, browser: Any, schedule: str) -> None:
+def test_overview_draws_its_charts(
+    dev_stack: DevProcess, browser: Any, http: httpx.Client, schedule: str
+) -> None:
+    # A completed run first: the page loads its charts once (run alone, or first on its xdist
+    # worker, this test would otherwise meet a schedule that has not fired yet).
+    completed = {"schedule": schedule, "status": "completed", "page_size": 1}
+    assert wait_for(lambda: http.get("/v1/runs", params=completed).json()["items"])
+    browser.get("about:blank")  # a fresh document: its resource timings are this page's calls only
     open_page(browser, dev_stack, "/overview")
     wait_text(browser, "h1#page-title", "Overview")
     assert wait_for(lambda: len(css(browser, "canvas")) >= 3), text_of(browser, "main")
@@ -206,6 +213,24 @@ def test_overview_draws_its_charts(dev_stack: DevProcess, browser: Any, schedule
         "return [...document.querySelectorAll('canvas')].map(c => !!Chart.getChart(c)).filter(Boolean).length"
     )
     assert drawn >= 3
+    main = text_of(browser, "main")
+    assert "Firings by day and hour, last hour" in main and "Run durations, last hour" in main
+    assert re.search(r"\d+ runs by day of week and hour of their nominal time \(UTC\)", main), main
+    assert re.search(r"\d+ closed runs; median", main), main
+    # the heatmap and the histogram come with the lateness, not from whole runs
+    calls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/v1/'))"
+    )
+    assert not [c for c in calls if "/v1/runs" in c], calls
+    assert [c for c in calls if "/v1/metrics/lateness" in c and "include=firings%2Cdurations" in c], calls
+    # another window: all three charts follow it
+    from selenium.webdriver.support.ui import Select
+
+    Select(css(browser, "main select")[0]).select_by_visible_text("last 6 hours")
+    wait_text(browser, "main", "Firings by day and hour, last 6 hours")
+    assert browser.current_url.endswith("#/overview?window=6")  # a link to this window
+    assert wait_for(lambda: len(css(browser, "canvas")) >= 3), text_of(browser, "main")
+    assert "Run durations, last 6 hours" in text_of(browser, "main")
     assert severe_errors(browser) == []
 
 

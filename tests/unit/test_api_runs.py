@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -111,6 +113,58 @@ def test_trigger_makes_a_trigger_run_and_replays_by_key(api2: ApiClient) -> None
     allowed = api2.post("/v1/schedules/s1/trigger", {"overlap": "allow_all"})
     assert allowed.body["status"] == "pending"
     assert api2.post("/v1/schedules/ghost/trigger", {}).status == 404
+
+
+def test_lateness_metrics_with_firings_and_durations(api2: ApiClient) -> None:
+    """`include=firings,durations` (repeated or comma-separated) adds the overview's heatmap
+    and duration histogram to the percentiles; the runs of the window are counted."""
+    run = api2.post("/v1/definitions/job/execute", {"input": {}}).body
+    plain = api2.get("/v1/metrics/lateness")
+    assert plain.status == 200 and set(plain.body) == {"from", "to", "bucket_seconds", "buckets", "truncated"}
+    for query in ("include=firings,durations", "include=firings&include=durations"):
+        r = api2.get(f"/v1/metrics/lateness?{query}&timezone=Asia/Tokyo")
+        assert r.status == 200, r.body
+        firings = r.body["firings"]
+        assert (firings["timezone"], firings["total"], firings["by_status"]) == (
+            "Asia/Tokyo",
+            1,
+            {"pending": 1},
+        )
+        local = datetime.fromisoformat(run["nominal_time"]).astimezone(ZoneInfo("Asia/Tokyo"))
+        assert firings["by_day_hour"][local.weekday()][local.hour] == 1
+        durations = r.body["durations"]
+        assert durations["count"] == 0 and durations["p50_ms"] is None  # not closed: no duration
+        assert [b["lower_ms"] for b in durations["bins"][:3]] == [0, 1, 2]
+        assert durations["bins"][-1]["upper_ms"] is None
+    r = api2.get("/v1/metrics/lateness?include=durations")
+    assert "durations" in r.body and "firings" not in r.body
+    assert "firings" in api2.get("/v1/metrics/lateness?include=firings&include=").body
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("include=heatmap", "query.include"),
+        ("include=firings,runs", "query.include"),
+        ("include=firings&timezone=Mars/Olympus", "query.timezone"),
+        ("timezone=%2E%2E%2Fetc", "query.timezone"),
+        ("include=firings&from=2026-12-01T10:00:00", "query.from"),  # no offset
+        ("include=durations&from=2026-12-01T10:00:00Z&to=2026-12-01T09:00:00Z", "query.from"),
+        ("include=firings&bucket_seconds=x", "query.bucket_seconds"),
+    ],
+)
+def test_lateness_metrics_bad_input(api2: ApiClient, query: str, field: str) -> None:
+    r = api2.get(f"/v1/metrics/lateness?{query}")
+    assert r.status == 422, r.body
+    assert r.body["error"]["code"] == "invalid_argument"
+    assert r.body["error"]["details"][0]["field"] == field
+
+
+def test_openapi_documents_the_lateness_extras(api2: ApiClient) -> None:
+    op = api2.get("/v1/openapi.json").body["paths"]["/v1/metrics/lateness"]["get"]
+    params = {p["name"]: p for p in op["parameters"]}
+    assert {"schedule", "definition", "from", "to", "bucket_seconds", "include", "timezone"} <= set(params)
+    assert "firings" in params["include"]["description"] and "durations" in params["include"]["description"]
 
 
 def test_operations_endpoints(api2: ApiClient) -> None:

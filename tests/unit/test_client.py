@@ -515,6 +515,13 @@ def test_runs_on_the_real_server(job: Client) -> None:
             {"callback_token": "tok", "error": "e"},
         ),
         (lambda c: c.stats(timezone="Europe/Riga"), "GET", "/v1/stats?timezone=Europe%2FRiga", None),
+        (lambda c: c.lateness(), "GET", "/v1/metrics/lateness", None),
+        (
+            lambda c: c.lateness(schedule="s", include=["firings", "durations"], timezone="Europe/Riga"),
+            "GET",
+            "/v1/metrics/lateness?schedule=s&include=firings%2Cdurations&timezone=Europe%2FRiga",
+            None,
+        ),
         (
             lambda c: c.upcoming("2026-01-01T00:00:00Z", "2026-01-01T12:00:00Z"),
             "GET",

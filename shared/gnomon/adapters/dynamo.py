@@ -106,9 +106,19 @@ from gnomon.adapters.memory import (
     version_key,
 )
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
-from gnomon.domain.runs import parse_scheduled_run_id, start_lateness
+from gnomon.domain.runs import DURATION_STATUSES, parse_scheduled_run_id, run_duration, start_lateness
 from gnomon.domain.timefmt import parse
-from gnomon.ports import JSON, CatalogRecord, DueEntry, Hold, Page, RequestEntry, RunRecord, ScheduleRecord
+from gnomon.ports import (
+    JSON,
+    CatalogRecord,
+    DueEntry,
+    Hold,
+    Page,
+    RequestEntry,
+    RunRecord,
+    RunSample,
+    ScheduleRecord,
+)
 
 __all__ = ["DynamoCatalogStore", "DynamoRequestLog", "DynamoRunStore", "DynamoScheduleStore", "shard_of"]
 
@@ -854,9 +864,15 @@ class _RunItem(Model):
     # removing it would cost an index delete per run; the sweep passes over it (`active`).
     active_done = NumberAttribute(null=True)
     # "<scheduled - nominal ms>:<start lateness ms>" once the run started, "-" before: the
-    # lateness metric reads this instead of the document (`lateness_samples`); absent on items
+    # lateness metric reads this instead of the document (`run_samples`); absent on items
     # written before it existed.
     lt = UnicodeAttribute(null=True)
+    # "<duration_ms>" once an attempt closed (the document's `duration_ms`), "-" before; the
+    # run metrics' duration histogram reads it with `lt` and `status` (`run_samples`); absent on
+    # items written before it existed (then a closed run's document is read). An attribute of
+    # its own rather than a third field of `lt`: Lambdas still running the previous code during
+    # a deploy parse `lt` as "<int>:<float>" and would fail on items the new code wrote.
+    du = UnicodeAttribute(null=True)
     failure_shard = UnicodeAttribute(null=True)  # "<status>#<time shard>" while failed/timed_out
     failure_key = UnicodeAttribute(null=True)  # = time_key; both absent otherwise: sparse
     # A token fresh for every write, so a writer can tell its own write from another's when the
@@ -953,6 +969,11 @@ def _lateness_attr(rec: RunRecord) -> str:
     return f"{jitter_ms}:{round(late_ms, 1)}"
 
 
+def _duration_attr(rec: RunRecord) -> str:
+    duration = run_duration(rec.doc)
+    return "-" if duration is None else str(duration)
+
+
 def _hold_pk(hold_id: str) -> str:
     return f"hold#{int(hold_id.rpartition('#')[2][:8], 16) % _HOLD_SHARDS}"
 
@@ -1032,6 +1053,7 @@ class DynamoRunStore:
             time_key=run_time_key(nominal, rec.run_id),
             write_token=uuid.uuid4().hex,
             lt=_lateness_attr(rec),
+            du=_duration_attr(rec),
         )
         if rec.active_at is not None:
             item.active_shard = str(shard_of(rec.run_id, self.shards))
@@ -1085,6 +1107,7 @@ class DynamoRunStore:
             m.status.set(rec.status),
             m.version.add(1),
             m.lt.set(_lateness_attr(rec)),
+            m.du.set(_duration_attr(rec)),
         ]
         if rec.active_at is not None:
             actions += [
@@ -1256,7 +1279,7 @@ class DynamoRunStore:
             self._floors.pop(shard, None)  # another sweep's is higher: read it next time
         self._unwritten[shard] = 0
 
-    def lateness_samples(
+    def run_samples(
         self,
         *,
         schedule_id: str | None,
@@ -1264,13 +1287,15 @@ class DynamoRunStore:
         start: datetime,
         end: datetime,
         limit: int,
-    ) -> tuple[builtins.list[tuple[datetime, float]], bool]:
-        """Keys from the schedule's partition or the `by_time` shards, then only the `lt`
-        attribute of each run (ProjectionExpression) — not its document."""
+        durations: bool = False,
+    ) -> tuple[builtins.list[RunSample], bool]:
+        """Keys from the schedule's partition or the `by_time` shards, then only the `lt`, `du`
+        and `status` attributes of each run (ProjectionExpression) — not its document, except
+        for items written before those attributes."""
         m = self._item
         lower, upper = run_key_range(start, end, None)
         assert upper is not None
-        attrs = ["pk", "sk", "time_key", "lt"]
+        attrs = ["pk", "sk", "time_key", "status", "lt", "du"]
         found: list[_RunItem] = []
         if schedule_id is not None:
             condition = m.sk.between(_RUN_SK_PREFIX + lower, _RUN_SK_PREFIX + upper)
@@ -1304,15 +1329,29 @@ class DynamoRunStore:
             found = list(m.batch_get([(pk, sk) for _, pk, sk in keys[: limit + 1]], attributes_to_get=attrs))
         truncated = len(found) > limit
         found = sorted(found, key=lambda i: str(i.time_key), reverse=True)[:limit]
-        samples: list[tuple[datetime, float]] = []
-        older = [(i.pk, i.sk) for i in found if i.lt is None]  # written before `lt`: read whole
+        # read whole: items written before `lt`, and (for durations) closed ones written before `du`
+        older = [
+            (i.pk, i.sk)
+            for i in found
+            if i.lt is None or (durations and i.du is None and i.status in DURATION_STATUSES)
+        ]
+        docs = {(pk, sk): unpack_doc(item) for (pk, sk), item in self._batch_get(older).items()}
+        samples: list[RunSample] = []
         for item in found:
-            if item.lt and item.lt != "-":
+            nominal, _ = split_run_time_key(item.time_key)
+            doc = docs.get((item.pk, item.sk))
+            lateness: tuple[datetime, float] | None = None
+            if item.lt is None:
+                lateness = start_lateness(doc) if doc is not None else None
+            elif item.lt != "-":
                 jitter, _, late = item.lt.partition(":")
-                nominal, _ = split_run_time_key(item.time_key)
-                samples.append((nominal + timedelta(milliseconds=int(jitter)), float(late)))
-        whole = (start_lateness(unpack_doc(item)) for item in self._batch_get(older).values())
-        samples.extend(sample for sample in whole if sample is not None)
+                lateness = nominal + timedelta(milliseconds=int(jitter)), float(late)
+            duration: int | None = None
+            if doc is not None:
+                duration = run_duration(doc)
+            elif item.du is not None and item.du != "-":
+                duration = int(item.du)
+            samples.append(RunSample(nominal, str(item.status), lateness, duration))
         return samples, truncated
 
     def hold(self, run_ids: Sequence[str], until: datetime) -> str:

@@ -35,9 +35,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
-from gnomon.domain.runs import parse_scheduled_run_id, start_lateness
+from gnomon.domain.runs import parse_scheduled_run_id, run_duration, start_lateness
 from gnomon.domain.timefmt import sortable
-from gnomon.ports import JSON, CatalogRecord, DueEntry, Hold, Page, RequestEntry, RunRecord, ScheduleRecord
+from gnomon.ports import (
+    JSON,
+    CatalogRecord,
+    DueEntry,
+    Hold,
+    Page,
+    RequestEntry,
+    RunRecord,
+    RunSample,
+    ScheduleRecord,
+)
 
 DEFAULT_SHARDS = 8
 
@@ -650,7 +660,7 @@ class MemoryRunStore:
             )[:limit]
             return [self._items[run_id].record(run_id) for _, run_id in keyed]
 
-    def lateness_samples(
+    def run_samples(
         self,
         *,
         schedule_id: str | None,
@@ -658,25 +668,27 @@ class MemoryRunStore:
         start: datetime,
         end: datetime,
         limit: int,
-    ) -> tuple[builtins.list[tuple[datetime, float]], bool]:
-        out: list[tuple[datetime, float]] = []
+        durations: bool = False,
+    ) -> tuple[builtins.list[RunSample], bool]:
+        out: list[RunSample] = []
         after: str | None = None
-        seen = 0
-        while seen < limit:
+        more = True
+        while more and len(out) < limit:
             page = self.list(
                 schedule_id=schedule_id,
                 definition=definition,
                 start=start,
                 end=end,
                 after=after,
-                limit=min(1000, limit - seen),
+                limit=min(1000, limit - len(out)),
             )
-            out += [s for r in page.items if (s := start_lateness(r.doc)) is not None]
-            seen += len(page.items)
-            if page.last_key is None:
-                break
+            out += [
+                RunSample(r.nominal_time, r.status, start_lateness(r.doc), run_duration(r.doc))
+                for r in page.items
+            ]
             after = page.last_key
-        return out, seen >= limit
+            more = after is not None
+        return out, more  # more: runs past the `limit` newest
 
     def hold(self, run_ids: Sequence[str], until: datetime) -> str:
         hold_id = hold_key(store_instant(until))

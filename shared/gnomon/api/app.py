@@ -454,13 +454,30 @@ def redrive_dlq(body: Annotated[RedriveRequest, Body()]):
     return _mutate(body, lambda: (200, services().ops.redrive(body.max_messages)))
 
 
-@app.get("/v1/metrics/lateness", summary="Start lateness percentiles per time bucket", tags=["operations"])
+@app.get(
+    "/v1/metrics/lateness",
+    summary="Start lateness percentiles per time bucket (and, on request, firings by day and hour, run durations)",
+    tags=["operations"],
+)
 def lateness_metrics(
     schedule: Annotated[str | None, Query()] = None,
     definition: Annotated[str | None, Query()] = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: Annotated[str | None, Query()] = None,
     bucket_seconds: Annotated[str | None, Query(description="default 60")] = None,
+    include: Annotated[
+        list[str] | None,
+        Query(
+            description="repeatable or comma-separated, optional: `firings` adds `firings` — the "
+            "window's runs counted by day of week and hour of their nominal time in `timezone` "
+            "(`by_day_hour[d][h]`, d = 0 Monday … 6 Sunday, h = 0 … 23) and by status; "
+            "`durations` adds `durations` — a histogram of the closed runs' `duration_ms` in "
+            "log-spaced bins (1-2-5 ms … 5 000 s, `upper_ms` exclusive, null on the last), "
+            "with p50/p95/max. Both come from the runs the percentiles read (`truncated` "
+            "applies to them too), never from whole run documents."
+        ),
+    ] = None,
+    timezone: Annotated[str | None, Query(description="IANA zone of `firings`, default UTC")] = None,
 ):
     try:
         bucket = int(bucket_seconds) if bucket_seconds is not None else 60
@@ -472,6 +489,8 @@ def lateness_metrics(
         start=_time("from", from_),
         end=_time("to", to),
         bucket_seconds=bucket,
+        include=[part for raw in include or [] for part in raw.split(",") if part],
+        timezone=timezone,
     )
     return json_response(200, answer)
 

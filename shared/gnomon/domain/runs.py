@@ -49,6 +49,10 @@ TERMINAL = frozenset(
     }
 )
 
+DURATION_STATUSES = TERMINAL - {RunStatus.skipped}
+"""Statuses of runs that closed after an attempt: the runs whose `duration_ms` counts in the run
+metrics (a skipped run never started; a pending or running one may hold an earlier attempt's)."""
+
 # Allowed transitions, as data: the domain refuses anything else.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.pending: frozenset(
@@ -136,3 +140,12 @@ def start_lateness(doc: dict[str, Any]) -> tuple[datetime, float] | None:
         return None
     scheduled = parse(doc["scheduled_time"])
     return scheduled, (parse(first) - scheduled).total_seconds() * 1000
+
+
+def run_duration(doc: dict[str, Any]) -> int | None:
+    """The run document's `duration_ms` (set once an attempt closed), or None: a sample of the
+    run-duration histogram of `/v1/metrics/lateness?include=durations`."""
+    value = doc.get("duration_ms")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)

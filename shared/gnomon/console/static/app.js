@@ -259,8 +259,9 @@ function ChartBox({ config, label, small, summary }) {
   </figure>`;
 }
 
-function timeAxis() {
-  return { type: 'linear', ticks: { callback: (v) => new Date(v).toISOString().slice(11, 16), maxTicksLimit: 8 }, title: { display: true, text: 'time (UTC)' } };
+/** A linear time axis in UTC; ticks show the date too when the chart spans more than a day. */
+function timeAxis(days = false) {
+  return { type: 'linear', ticks: { callback: (v) => new Date(v).toISOString().slice(days ? 5 : 11, 16).replace('T', ' '), maxTicksLimit: 8 }, title: { display: true, text: 'time (UTC)' } };
 }
 
 function LatenessChart({ buckets, label, from, to }) {
@@ -274,7 +275,7 @@ function LatenessChart({ buckets, label, from, to }) {
       { label: 'p50 ms', data: p50, borderColor: '#0b5cad', backgroundColor: '#0b5cad', pointRadius: 2 },
       { label: 'p99 ms', data: p99, borderColor: '#a40e26', backgroundColor: '#a40e26', pointRadius: 2, borderDash: [5, 3] },
     ] },
-    options: { parsing: true, scales: { x: { ...timeAxis(), min: from ? ms(from) : undefined, max: to ? ms(to) : undefined }, y: { beginAtZero: true, title: { display: true, text: 'start lateness (ms)' } } } },
+    options: { parsing: true, scales: { x: { ...timeAxis(ms(to) - ms(from) > 86400000), min: from ? ms(from) : undefined, max: to ? ms(to) : undefined }, y: { beginAtZero: true, title: { display: true, text: 'start lateness (ms)' } } } },
   };
   return html`<${ChartBox} config=${config} label=${label}
     summary=${`${buckets.length} buckets, ${buckets.reduce((a, b) => a + b.count, 0)} runs; worst p99 ${duration(worst)}.`} />`;
@@ -295,19 +296,12 @@ function Sparkline({ values, label }) {
   return html`<span class="spark"><canvas ref=${ref} width="120" height="28" role="img" aria-label=${label}></canvas></span>`;
 }
 
-/** Firings by day of week × hour of day (UTC), from runs' nominal times. */
-function Heatmap({ runs, label }) {
-  if (!runs.length) return html`<${Empty}>No runs yet, so no firing pattern to show.</${Empty}>`;
-  const counts = new Map();
-  for (const r of runs) {
-    const d = new Date(r.nominal_time);
-    const key = `${(d.getUTCDay() + 6) % 7},${d.getUTCHours()}`;
-    counts.set(key, (counts.get(key) || 0) + 1);
-  }
-  const max = Math.max(...counts.values());
+/** Firings by day of week × hour of day: `grid[d][h]` counts, d = 0 for Monday, h local to `tz`. */
+function HeatmapGrid({ grid, tz, label, summary }) {
+  const max = Math.max(...grid.flat());
   const HOURS = Array.from({ length: 24 }, (_, h) => String(h).padStart(2, '0'));
   const data = [];
-  for (let y = 0; y < 7; y += 1) for (let x = 0; x < 24; x += 1) data.push({ x: HOURS[x], y: DAYS[y], v: counts.get(`${y},${x}`) || 0 });
+  for (let y = 0; y < 7; y += 1) for (let x = 0; x < 24; x += 1) data.push({ x: HOURS[x], y: DAYS[y], v: grid[y][x] });
   const config = {
     type: 'matrix',
     data: { datasets: [{
@@ -318,14 +312,39 @@ function Heatmap({ runs, label }) {
       height: ({ chart }) => ((chart.chartArea || {}).height || 0) / 7 - 1,
     }] },
     options: {
-      plugins: { legend: { display: false }, tooltip: { callbacks: { title: () => '', label: (c) => `${c.raw.y} ${c.raw.x}:00 UTC — ${c.raw.v} firings` } } },
+      plugins: { legend: { display: false }, tooltip: { callbacks: { title: () => '', label: (c) => `${c.raw.y} ${c.raw.x}:00 ${tz} — ${c.raw.v} firings` } } },
       scales: {
-        x: { type: 'category', labels: HOURS, offset: true, grid: { display: false }, title: { display: true, text: 'hour of day (UTC)' } },
+        x: { type: 'category', labels: HOURS, offset: true, grid: { display: false }, title: { display: true, text: `hour of day (${tz})` } },
         y: { type: 'category', labels: DAYS, offset: true, grid: { display: false } },
       },
     },
   };
-  return html`<${ChartBox} config=${config} label=${label} small=${true} summary=${`${runs.length} runs by day of week and hour (UTC); darkest cell: ${max} firings.`} />`;
+  return html`<${ChartBox} config=${config} label=${label} small=${true} summary=${summary(max)} />`;
+}
+
+/** Firings by day of week × hour of day (UTC), from runs' nominal times. */
+function Heatmap({ runs, label }) {
+  if (!runs.length) return html`<${Empty}>No runs yet, so no firing pattern to show.</${Empty}>`;
+  const grid = DAYS.map(() => new Array(24).fill(0));
+  for (const r of runs) {
+    const d = new Date(r.nominal_time);
+    grid[(d.getUTCDay() + 6) % 7][d.getUTCHours()] += 1;
+  }
+  return html`<${HeatmapGrid} grid=${grid} tz="UTC" label=${label}
+    summary=${(max) => `${runs.length} runs by day of week and hour (UTC); darkest cell: ${max} firings.`} />`;
+}
+
+/** A bar chart of counts per bin; `series` = [[name, counts, colour], …], stacked when several. */
+function BinChart({ names, series, label, summary, legend = series.length > 1 }) {
+  const config = {
+    type: 'bar',
+    data: { labels: names, datasets: series.map(([name, data, colour]) => ({ label: name, data, backgroundColor: colour })) },
+    options: {
+      plugins: { legend: { display: legend } },
+      scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: 'runs' } } },
+    },
+  };
+  return html`<${ChartBox} config=${config} label=${label} small=${true} summary=${summary} />`;
 }
 
 /** Run durations as a histogram. */
@@ -336,14 +355,36 @@ function DurationHistogram({ runs, label }) {
   const names = ['<10 ms', '10–50 ms', '50–100 ms', '100–250 ms', '250–500 ms', '0.5–1 s', '1–2.5 s', '2.5–5 s', '5–10 s', '10–30 s', '30–60 s', '1–5 min', '>5 min'];
   const counts = new Array(edges.length).fill(0);
   for (const v of values) counts[edges.findIndex((e) => v < e)] += 1;
-  const config = {
-    type: 'bar',
-    data: { labels: names, datasets: [{ label: 'runs', data: counts, backgroundColor: '#0b5cad' }] },
-    options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: 'runs' } } } },
-  };
   const sorted = [...values].sort((a, b) => a - b);
   const med = sorted[Math.floor((sorted.length - 1) / 2)];
-  return html`<${ChartBox} config=${config} label=${label} small=${true} summary=${`${values.length} runs; median ${duration(med)}, longest ${duration(sorted[sorted.length - 1])}.`} />`;
+  return html`<${BinChart} names=${names} series=${[['runs', counts, '#0b5cad']]} label=${label}
+    summary=${`${values.length} runs; median ${duration(med)}, longest ${duration(sorted[sorted.length - 1])}.`} />`;
+}
+
+/** A bin of the server's duration histogram (1-2-5 ms steps) as a short label: "50–100 ms". */
+function binLabel({ lower_ms: lo, upper_ms: up }) {
+  const unit = (v) => (v < 1000 ? `${v} ms` : `${v / 1000} s`);
+  if (up === null) return `≥ ${unit(lo)}`;
+  if (lo === 0) return `< ${unit(up)}`;
+  if (up < 1000) return `${lo}–${up} ms`;
+  if (lo >= 1000) return `${lo / 1000}–${up / 1000} s`;
+  return `${unit(lo)}–${unit(up)}`;
+}
+
+/** The server's duration histogram (`/metrics/lateness?include=durations`), empty edge bins
+ * left out, completed runs apart from the other closed ones (failed, timed out, canceled, terminated). */
+function DurationBins({ durations, label, truncated }) {
+  const { bins } = durations;
+  const first = bins.findIndex((b) => b.count);
+  if (first < 0) return html`<${Empty}>No run in this window finished an attempt, so no durations to show.</${Empty}>`;
+  const last = bins.length - 1 - [...bins].reverse().findIndex((b) => b.count);
+  const shown = bins.slice(first, last + 1);
+  const completed = shown.map((b) => b.by_status.completed || 0);
+  const other = shown.map((b) => b.count - (b.by_status.completed || 0));
+  const series = [['completed', completed, '#0b5cad'], ['failed, timed out, canceled or terminated', other, '#a40e26']]
+    .filter(([, counts]) => counts.some((n) => n));
+  return html`<${BinChart} names=${shown.map(binLabel)} label=${label} series=${series} legend=${true}
+    summary=${`${durations.count} closed runs${truncated ? ' (the newest of the window)' : ''}; median ${duration(durations.p50_ms)}, p95 ${duration(durations.p95_ms)}, longest ${duration(durations.max_ms)}.`} />`;
 }
 
 // --- routing ----------------------------------------------------------------------------------
@@ -382,16 +423,21 @@ function Page({ title, children, id }) {
 
 // --- overview -----------------------------------------------------------------------------------
 
-function Overview() {
+// The overview's windows (hours → name, lateness bucket seconds); `#/overview?window=<hours>`.
+const WINDOWS = { 1: ['last hour', 60], 6: ['last 6 hours', 300], 24: ['last 24 hours', 900], 168: ['last 7 days', 3600] };
+
+function Overview({ params }) {
   const stats = useApi('/stats');
-  const [windowH, setWindowH] = useState(1);
+  const windowH = Object.hasOwn(WINDOWS, params.window || '') ? Number(params.window) : 1;
+  const [span, bucket] = WINDOWS[windowH];
   const to = new Date(Math.ceil(Date.now() / 60000) * 60000);
   const from = new Date(to.getTime() - windowH * 3600000);
-  const bucket = windowH <= 1 ? 60 : windowH <= 6 ? 300 : 900;
-  const lat = useApi(`/metrics/lateness${qs({ from: from.toISOString(), to: to.toISOString(), bucket_seconds: bucket })}`);
-  // The latest 300 runs feed the heatmap and the histogram: enough for a shape, cheap to list.
-  const runs = useApi('/runs?page_size=300');
+  // One call feeds all three charts: the lateness percentiles, and from the same projected
+  // reads of the window's runs the firings by day and hour and the duration histogram.
+  const lat = useApi(`/metrics/lateness${qs({ from: from.toISOString(), to: to.toISOString(), bucket_seconds: bucket, include: 'firings,durations' })}`);
   const s = stats.data;
+  const m = lat.data;
+  const firings = m && m.firings;
   return html`<${Page} title="Overview" id="overview">
     <${ErrorBox} error=${stats.error} what="today's counts" />
     ${s ? html`<div class="stats" aria-label="Runs today (${s.timezone})">
@@ -400,21 +446,25 @@ function Overview() {
       <div class="stat"><span class="n">${s.completed_today}</span>completed today</div>
       <div class="stat"><span class="n">${s.failed_today}</span>failed today</div>
     </div>` : stats.loading ? html`<${Loading} what="today's counts" />` : ''}
+    <form class="inline" onSubmit=${(e) => e.preventDefault()}>
+      <label>window of the charts <select value=${windowH} onChange=${(e) => go('/overview', e.target.value === '1' ? {} : { window: e.target.value })}>
+        ${Object.entries(WINDOWS).map(([h, [name]]) => html`<option value=${h}>${name}</option>`)}</select></label>
+    </form>
+    <${ErrorBox} error=${lat.error} what="run metrics" />
+    ${m && m.truncated ? html`<p class="muted" role="status">This window holds more runs than the charts read: they show its newest ${firings ? firings.total : ''} runs.</p>` : ''}
     <div class="grid">
-      <div class="card"><h2>Start lateness, all schedules</h2>
-        <form class="inline" onSubmit=${(e) => e.preventDefault()}>
-          <label>window <select value=${windowH} onChange=${(e) => setWindowH(Number(e.target.value))}>
-            <option value="1">last hour</option><option value="6">last 6 hours</option><option value="24">last 24 hours</option></select></label>
-        </form>
-        <${ErrorBox} error=${lat.error} what="lateness" />
-        ${lat.data ? html`<${LatenessChart} buckets=${lat.data.buckets} from=${lat.data.from} to=${lat.data.to} label="Start lateness p50 and p99 over time, all schedules" />` : lat.loading ? html`<${Loading} what="lateness" />` : ''}
+      <div class="card"><h2>Start lateness, all schedules, ${span}</h2>
+        ${m ? html`<${LatenessChart} buckets=${m.buckets} from=${m.from} to=${m.to} label=${`Start lateness p50 and p99 over time, all schedules, ${span}`} />` : lat.loading ? html`<${Loading} what="lateness" />` : ''}
       </div>
-      <div class="card"><h2>Firings by day and hour</h2>
-        <${ErrorBox} error=${runs.error} what="runs" />
-        ${runs.data ? html`<${Heatmap} runs=${runs.data.items} label="Heatmap of firings by day of week and hour, latest 300 runs" />` : runs.loading ? html`<${Loading} what="runs" />` : ''}
+      <div class="card"><h2>Firings by day and hour, ${span}</h2>
+        ${firings ? (firings.total
+          ? html`<${HeatmapGrid} grid=${firings.by_day_hour} tz=${firings.timezone} label=${`Heatmap of firings by day of week and hour (${firings.timezone}), ${span}`}
+              summary=${(max) => `${firings.total} runs by day of week and hour of their nominal time (${firings.timezone}); darkest cell: ${max} firings.`} />`
+          : html`<${Empty}>No runs in this window, so no firing pattern to show.</${Empty}>`)
+          : lat.loading ? html`<${Loading} what="firings" />` : ''}
       </div>
-      <div class="card"><h2>Run durations</h2>
-        ${runs.data ? html`<${DurationHistogram} runs=${runs.data.items} label="Histogram of run durations, latest 300 runs" />` : runs.loading ? html`<${Loading} what="runs" />` : ''}
+      <div class="card"><h2>Run durations, ${span}</h2>
+        ${m && m.durations ? html`<${DurationBins} durations=${m.durations} truncated=${m.truncated} label=${`Histogram of run durations, ${span}`} />` : lat.loading ? html`<${Loading} what="durations" />` : ''}
       </div>
     </div>
   </${Page}>`;
@@ -899,7 +949,7 @@ function App() {
   if (!signedIn) {
     page = html`<${Page} title="Sign in" id="sign-in"><p>This console reads gnomon's API with your identity from ${CONFIG.auth.issuer}.</p>
       <button class="primary" onClick=${() => signIn()}>Sign in</button></${Page}>`;
-  } else if (!section || section === 'overview') page = html`<${Overview} />`;
+  } else if (!section || section === 'overview') page = html`<${Overview} params=${route.params} />`;
   else if (section === 'schedules') page = id ? html`<${ScheduleDetail} id=${id} key=${id} />` : html`<${Schedules} params=${route.params} key=${route.query} />`;
   else if (section === 'runs') page = id ? html`<${RunDetail} id=${id} key=${id} />` : html`<${Runs} params=${route.params} key=${route.query} />`;
   else if (section === 'tasks') page = html`<${Tasks} params=${route.params} key=${route.query} />`;
