@@ -86,6 +86,7 @@ def build(
     invoker: TargetInvoker | None,
     token_key: bytes,
     horizon_seconds: float = 60.0,
+    tick_seconds: float = 60.0,
     worker_id: str = "worker",
     dlq: DeadLetterQueue | None = None,
     stats_store: StatsStore | None = None,
@@ -131,6 +132,7 @@ def build(
         clock,
         compile_doc,
         horizon_seconds=horizon_seconds,
+        tick_seconds=tick_seconds,
         firing_quota=lambda group: group_quota(catalog, group).max_firings_per_second,
         plan_log=plan_log,
     )
@@ -201,6 +203,8 @@ def services() -> Services:
 
     configure_network_policy()
     horizon = float(os.environ.get("GNOMON_HORIZON_SECONDS", "60"))
+    # The ticker's period: EventBridge's rate(1 minute) in AWS, --tick-seconds in `gnomon dev`.
+    tick = float(os.environ.get("GNOMON_TICK_SECONDS", "60"))
     if os.environ.get("GNOMON_STORE") == "memory":
         from gnomon.adapters.memory import (
             MemoryCatalogStore,
@@ -220,6 +224,7 @@ def services() -> Services:
             invoker=None,
             token_key=_token_key(),
             horizon_seconds=horizon,
+            tick_seconds=tick,
         )
     from gnomon.adapters.dynamo import (
         DynamoCatalogStore,
@@ -242,6 +247,7 @@ def services() -> Services:
         invoker=_LazyInvoker(),
         token_key=_token_key(),
         horizon_seconds=horizon,
+        tick_seconds=tick,
         worker_id=f"worker-{uuid.uuid4().hex[:12]}",
         dlq=SqsDeadLetterQueue() if os.environ.get("GNOMON_DLQ_URL") else None,
         stats_store=DynamoStatsStore(),

@@ -975,3 +975,71 @@ def test_a_batch_that_claims_nothing_stores_no_hold() -> None:
     with p.s.per_batch(bodies) as hold:
         assert [p.s.executor.handle(b).outcome for b in bodies] == ["ran"] * 3
     assert hold.hold_id is None and not stored and len(p.target.calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("tick", "horizon", "lead"), [(60, 900, 300), (60, 60, 60), (1, 5, 2), (0.5, 5, 5 / 3)]
+)
+def test_the_ticker_re_plans_two_tick_periods_ahead(tick: float, horizon: float, lead: float) -> None:
+    from gnomon.services.tick import Ticker
+
+    p = Pipeline(horizon=horizon)
+    t = p.s.ticker
+    ticker = Ticker(
+        p.schedule_store,
+        p.run_store,
+        p.queue,
+        p.clock,
+        t._compile,
+        horizon_seconds=horizon,
+        tick_seconds=tick,
+    )
+    assert ticker.lead.total_seconds() == pytest.approx(lead)
+
+
+def _one_second_ticks(tick_seconds: float) -> tuple[int, list[float]]:
+    """30 ticks a second apart over an every-second schedule, horizon 5 s: the schedule writes
+    and each firing's margin (scheduled time − the tick that sent it)."""
+    from gnomon.services.tick import Ticker
+
+    p = Pipeline(horizon=5)
+    p.definition()
+    p.schedule(spec={"intervals": [{"every_seconds": 1}]})
+    ticker = Ticker(
+        p.schedule_store,
+        p.run_store,
+        p.queue,
+        p.clock,
+        p.s.ticker._compile,
+        horizon_seconds=5,
+        tick_seconds=tick_seconds,
+    )
+    writes = 0
+    real_update = p.schedule_store.update
+
+    def counted(rec: Any, **kw: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        return real_update(rec, **kw)
+
+    p.schedule_store.update = counted  # type: ignore[method-assign]
+    p.queue.drain()  # what the create itself planned
+    margins: list[float] = []
+    for _ in range(30):
+        p.clock.advance(1)
+        ticker.tick()
+        now = p.clock.now()
+        for body, _delay in p.queue.drain():
+            margins.append((parse(body["scheduled_time"]) - now).total_seconds())
+    return writes, margins
+
+
+def test_a_one_second_ticker_plans_every_firing_ahead_without_writing_the_schedule_every_tick() -> None:
+    """`gnomon dev` (tick 1 s, horizon 5 s): the schedule is written every ~4 s, not on every
+    tick as with a lead of the whole horizon, and each firing is still sent at least a tick
+    period before it is due."""
+    writes, margins = _one_second_ticks(1)
+    assert 6 <= writes <= 10
+    assert len(margins) >= 28 and min(margins) >= 1.0
+    every_tick, _ = _one_second_ticks(60)  # the AWS period: lead = the whole 5 s horizon
+    assert every_tick >= 28

@@ -861,6 +861,7 @@ class DevStack:
                 "GNOMON_ALLOW_TARGETS": ",".join(dict.fromkeys([*LOOPBACK_NETWORKS, *cfg.allow_targets])),
                 "GNOMON_ALLOW_PYTHON_MODULES": ",".join(dict.fromkeys(cfg.allow_python_modules)),
                 "GNOMON_CONSOLE": "on",  # the web console is open on the local stack (gnomon.console)
+                "GNOMON_TICK_SECONDS": str(cfg.tick_seconds),  # how far ahead the ticker re-plans
             }
         )
         if "GNOMON_PAGE_TOKEN_SECRET" not in env:  # the template gives it (PageTokenSecret) today

@@ -59,7 +59,10 @@ BUFFER_WATCHDOG = timedelta(hours=1)  # how often the sweep asks after a buffere
 SETTLE_AFTER = timedelta(seconds=120)  # the overlap ledger's watchdog period (beyond the horizon)
 FINISH_RECHECK = timedelta(seconds=60)  # a self-deleting schedule not yet done looks again this late
 LAST_FIRING_GRACE = timedelta(seconds=MAX_DELAY + 60)  # how long a last firing may still be on its way
-REFILL_LEAD = timedelta(seconds=120)  # a tick re-plans schedules due within this (or horizon / 3)
+# A tick re-plans the schedules due within this many tick periods (or horizon / 3, if more):
+# two, so a schedule is planned a whole period ahead even when one tick comes late.
+REFILL_TICKS = 2
+TICK_SECONDS = 60.0  # the ticker's rate in AWS (template: rate(1 minute))
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Ticker:
         compile: Callable[[JSON], CompiledSpec],
         *,
         horizon_seconds: float = 60.0,
+        tick_seconds: float = TICK_SECONDS,
         firing_quota: Callable[[str], float | None] | None = None,
         plan_log: PlanLog | None = None,
     ) -> None:
@@ -118,8 +122,13 @@ class Ticker:
         # A tick takes the schedules due within `lead` and plans each up to the horizon: a
         # schedule is written (and moved in the due index) once per horizon − lead of its
         # firings, not once per tick. `lead` must cover the time to the next tick (60 s in AWS,
-        # at most a third of the horizon in `gnomon dev`) so nothing is planned late.
-        self.lead = min(self.horizon, max(REFILL_LEAD, self.horizon / 3))
+        # `--tick-seconds` in `gnomon dev`) so nothing is planned late: two tick periods.
+        # (`gnomon dev`: tick 1 s, horizon 5 s → lead 2 s, each schedule re-planned every ~3 s
+        # rather than on every tick — those bursts of schedule writes were the 20/s lateness
+        # tail.)
+        self.lead = min(
+            self.horizon, max(timedelta(seconds=REFILL_TICKS * max(tick_seconds, 0.0)), self.horizon / 3)
+        )
         self._notify: Callable[[str, str, JSON], Any] | None = None
 
     def attach_notifier(self, notify: Callable[[str, str, JSON], Any]) -> None:
