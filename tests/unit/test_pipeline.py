@@ -1043,3 +1043,36 @@ def test_a_one_second_ticker_plans_every_firing_ahead_without_writing_the_schedu
     assert len(margins) >= 28 and min(margins) >= 1.0
     every_tick, _ = _one_second_ticks(60)  # the AWS period: lead = the whole 5 s horizon
     assert every_tick >= 28
+
+
+def test_a_slow_tick_counts_each_firings_delay_from_when_it_is_sent() -> None:
+    """A tick that spends seconds reading its due schedules (a big page, a slow table) must not
+    deliver their firings that much late: delays are counted from the send, not the tick's start."""
+    p = Pipeline(horizon=60)
+    p.definition()
+    for i in range(5):
+        p.schedule(f"s{i}", spec={"intervals": [{"every_seconds": 30}]})
+    p.queue.drain()
+    p.clock.advance(45)  # each schedule is due within the lead again
+    real_get = p.schedule_store.get
+
+    def slow_get(sid: str) -> Any:
+        p.clock.advance(2)  # two seconds per schedule read
+        return real_get(sid)
+
+    p.schedule_store.get = slow_get  # type: ignore[method-assign]
+    sent: list[tuple[datetime, dict[str, Any], int]] = []
+    real_send = p.queue.send
+
+    def send(messages: list[Any]) -> None:
+        sent.extend((p.clock.now(), m.body, m.delay_seconds) for m in messages)
+        real_send(messages)
+
+    p.queue.send = send  # type: ignore[method-assign]
+    p.s.ticker.tick()
+    firings = [(at, body, delay) for at, body, delay in sent if body["kind"] == "firing"]
+    assert len(firings) >= 5
+    for at, body, delay in firings:
+        visible = at + timedelta(seconds=delay)
+        scheduled = parse(body["scheduled_time"])
+        assert scheduled - timedelta(seconds=1) < visible <= scheduled, (at, delay, scheduled)

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,12 @@ LAST_FIRING_GRACE = timedelta(seconds=MAX_DELAY + 60)  # how long a last firing 
 # A tick re-plans the schedules due within this many tick periods (or horizon / 3, if more):
 # two, so a schedule is planned a whole period ahead even when one tick comes late.
 REFILL_TICKS = 2
+# A firing's message is sent to become visible SEND_MARGIN (and the fraction of a second below
+# it: SQS delays are whole seconds) before its scheduled time; the worker waits out the rest
+# (MAX_EARLY_WAIT). Its delay is counted from when it is sent, not from the tick's start: a
+# tick's later pages (and slow sends) would otherwise deliver late by the time the tick had
+# spent. 0: a margin would add its own length to every batch's wait (billed Lambda time).
+SEND_MARGIN = timedelta(0)
 TICK_SECONDS = 60.0  # the ticker's rate in AWS (template: rate(1 minute))
 
 
@@ -204,9 +210,15 @@ class Ticker:
             return 0
         # Enqueue first, then advance: dying in between only enqueues twice (deduplicated by run id).
         if prepared.messages:
-            self._queue.send(prepared.messages)
+            self._send_firings(prepared.messages)
             self._record_plan([prepared], now, report)
         return self._commit(prepared, report)
+
+    def _send_firings(self, messages: list[OutgoingMessage]) -> None:
+        """Send firing messages, each delayed to become visible SEND_MARGIN (and the fraction of
+        a second below it) before its scheduled time, counted from now."""
+        now = self._clock.now()
+        self._queue.send([_timed(m, now) for m in messages])
 
     def _plan_page(self, entries: list[DueEntry], now: datetime, until: datetime, report: TickReport) -> None:
         """Plan a page of due schedules with one `send` for all their messages (SendMessageBatch
@@ -228,7 +240,7 @@ class Ticker:
                 prepared.append(p)
         messages = [m for p in prepared for m in p.messages]
         if messages:
-            self._queue.send(messages)
+            self._send_firings(messages)
             self._record_plan(prepared, now, report)
         for p in prepared:
             try:
@@ -672,6 +684,14 @@ def _start_message(run_id: str, start: datetime, now: datetime, attempt: int = 1
     """The run message that lands on `start` (whole seconds early at most: the worker waits the
     rest, as it does for firings)."""
     return run_message(run_id, attempt, math.floor(max(0.0, (start - now).total_seconds())))
+
+
+def _timed(message: OutgoingMessage, now: datetime) -> OutgoingMessage:
+    scheduled = message.body.get("scheduled_time")
+    if message.body.get("kind") != "firing" or not scheduled:
+        return message
+    ahead = (parse(str(scheduled)) - SEND_MARGIN - now).total_seconds()
+    return replace(message, delay_seconds=max(0, min(MAX_DELAY, math.floor(ahead))))
 
 
 def run_message(run_id: str, attempt: int, delay: float = 0) -> OutgoingMessage:
