@@ -11,7 +11,11 @@ O(depth), and the moto process saturated a core.
 - `SQSBackend.send_message` sees queue attributes without the three message counts (none of
   which it reads);
 - `SQSBackend.is_message_valid_based_on_retention_period` reads the queue's retention period
-  directly.
+  directly;
+- `Queue.wait_for_messages` (a long poll waiting for a receivable message) also wakes when a
+  delayed or in-flight message becomes receivable: moto only wakes on a *new* message, so a
+  firing whose delay ran out was picked up by the next poll only — up to a whole wait (1 s)
+  late —, where real SQS returns it at once.
 
 What SQS answers is unchanged (GetQueueAttributes still computes everything). Only the moto host
 calls it; moto is imported when the function is called, never when this module is imported.
@@ -80,7 +84,22 @@ def speed_up_moto_sqs() -> bool:
         period = int(self.get_queue(queue_name).message_retention_period)
         return bool(period + message.sent_timestamp / 1000 > unix_time())
 
+    def wait_for_messages(self: Any, timeout: int) -> None:
+        deadline = unix_time() + timeout
+        with self._messages_lock:
+            while not self.messages:
+                now = unix_time()
+                if now >= deadline:
+                    return
+                # the first instant a delayed or in-flight message becomes receivable (ms)
+                soonest = min(
+                    (max(float(m.delayed_until or 0), float(m.visible_at or 0)) / 1000 for m in self._messages),
+                    default=deadline,
+                )
+                self._messages_lock.wait(min(deadline, max(soonest, now + 0.002)) - now)
+
     setattr(send_message, _MARK, True)
+    queue_cls.wait_for_messages = wait_for_messages
     queue_cls.attributes = property(attributes)
     backend_cls.send_message = send_message
     backend_cls.is_message_valid_based_on_retention_period = retention_ok
