@@ -93,7 +93,10 @@ def speed_up_moto_sqs() -> bool:
                     return
                 # the first instant a delayed or in-flight message becomes receivable (ms)
                 soonest = min(
-                    (max(float(m.delayed_until or 0), float(m.visible_at or 0)) / 1000 for m in self._messages),
+                    (
+                        max(float(m.delayed_until or 0), float(m.visible_at or 0)) / 1000
+                        for m in self._messages
+                    ),
                     default=deadline,
                 )
                 self._messages_lock.wait(min(deadline, max(soonest, now + 0.002)) - now)
