@@ -40,7 +40,7 @@ from gnomon.services.pagetoken import PageTokens
 from gnomon.services.runs import Runs
 from gnomon.services.schedules import Schedules
 from gnomon.services.stats import CountingRunStore, Stats, StatsStore
-from gnomon.services.tick import Ticker
+from gnomon.services.tick import TICK_SECONDS, Ticker
 
 
 @dataclass
@@ -86,7 +86,7 @@ def build(
     invoker: TargetInvoker | None,
     token_key: bytes,
     horizon_seconds: float = 60.0,
-    tick_seconds: float = 60.0,
+    tick_seconds: float = TICK_SECONDS,
     worker_id: str = "worker",
     dlq: DeadLetterQueue | None = None,
     stats_store: StatsStore | None = None,
@@ -204,7 +204,7 @@ def services() -> Services:
     configure_network_policy()
     horizon = float(os.environ.get("GNOMON_HORIZON_SECONDS", "60"))
     # The ticker's period: EventBridge's rate(1 minute) in AWS, --tick-seconds in `gnomon dev`.
-    tick = float(os.environ.get("GNOMON_TICK_SECONDS", "60"))
+    tick = float(os.environ.get("GNOMON_TICK_SECONDS", TICK_SECONDS))
     if os.environ.get("GNOMON_STORE") == "memory":
         from gnomon.adapters.memory import (
             MemoryCatalogStore,

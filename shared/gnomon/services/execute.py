@@ -393,7 +393,7 @@ class Executor:
                 except Exception:  # no hold: each run keeps its own lease entry
                     hold.failed = True
                     logging.getLogger("gnomon.execute").exception("could not store the batch's hold")
-            if hold.hold_id is None or hold.expires_at is None or now >= hold.expires_at - HOLD_MARGIN:
+            if hold.expires_at is None or now >= hold.expires_at - HOLD_MARGIN:  # None: not stored
                 return until
             return None
 

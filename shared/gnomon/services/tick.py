@@ -62,13 +62,7 @@ LAST_FIRING_GRACE = timedelta(seconds=MAX_DELAY + 60)  # how long a last firing 
 # A tick re-plans the schedules due within this many tick periods (or horizon / 3, if more):
 # two, so a schedule is planned a whole period ahead even when one tick comes late.
 REFILL_TICKS = 2
-# A firing's message is sent to become visible SEND_MARGIN (and the fraction of a second below
-# it: SQS delays are whole seconds) before its scheduled time; the worker waits out the rest
-# (MAX_EARLY_WAIT). Its delay is counted from when it is sent, not from the tick's start: a
-# tick's later pages (and slow sends) would otherwise deliver late by the time the tick had
-# spent. 0: a margin would add its own length to every batch's wait (billed Lambda time).
-SEND_MARGIN = timedelta(0)
-TICK_SECONDS = 60.0  # the ticker's rate in AWS (template: rate(1 minute))
+TICK_SECONDS = 60.0  # the ticker's period in AWS (template: rate(1 minute))
 
 
 @dataclass
@@ -129,7 +123,7 @@ class Ticker:
         # schedule is written (and moved in the due index) once per horizon − lead of its
         # firings, not once per tick. `lead` must cover the time to the next tick (60 s in AWS,
         # `--tick-seconds` in `gnomon dev`) so nothing is planned late: two tick periods.
-        # (`gnomon dev`: tick 1 s, horizon 5 s → lead 2 s, each schedule re-planned every ~3 s
+        # (`gnomon dev`: tick 1 s, horizon 5 s → lead 2 s, each schedule re-planned every 3–4 s
         # rather than on every tick — those bursts of schedule writes were the 20/s lateness
         # tail.)
         self.lead = min(
@@ -215,8 +209,10 @@ class Ticker:
         return self._commit(prepared, report)
 
     def _send_firings(self, messages: list[OutgoingMessage]) -> None:
-        """Send firing messages, each delayed to become visible SEND_MARGIN (and the fraction of
-        a second below it) before its scheduled time, counted from now."""
+        """Send firing messages, each delayed to become visible within the second before its
+        scheduled time (SQS delays are whole seconds; the worker waits out the rest). The delay
+        is counted from the send, not from the tick's start: a tick's later pages (and slow
+        sends) would otherwise deliver late by the time the tick had spent."""
         now = self._clock.now()
         self._queue.send([_timed(m, now) for m in messages])
 
@@ -424,7 +420,6 @@ class Ticker:
         )
         while cursor is not None and cursor <= until and len(messages) < budget:
             scheduled = compiled.scheduled_time(rec.schedule_id, cursor)
-            delay = (scheduled - now).total_seconds()
             messages.append(
                 OutgoingMessage(
                     body={
@@ -435,8 +430,7 @@ class Ticker:
                         "nominal_time": fmt(cursor),
                         "scheduled_time": fmt(scheduled),
                         "previous_nominal_time": previous,
-                    },
-                    delay_seconds=max(0, min(MAX_DELAY, math.floor(delay))),
+                    },  # its delay is set when it is sent (`_send_firings`)
                 )
             )
             previous = fmt(cursor)
@@ -477,10 +471,7 @@ class Ticker:
         for i, (old, new) in enumerate(zip(times, placed, strict=True)):
             if new != old:
                 delayed += 1
-                messages[i] = OutgoingMessage(
-                    body={**messages[i].body, "scheduled_time": fmt(new)},
-                    delay_seconds=max(0, min(MAX_DELAY, math.floor((new - now).total_seconds()))),
-                )
+                messages[i] = replace(messages[i], body={**messages[i].body, "scheduled_time": fmt(new)})
         if delayed:
             self._schedules.add_counters(rec.schedule_id, {"quota_delayed": delayed})
 
@@ -690,7 +681,7 @@ def _timed(message: OutgoingMessage, now: datetime) -> OutgoingMessage:
     scheduled = message.body.get("scheduled_time")
     if message.body.get("kind") != "firing" or not scheduled:
         return message
-    ahead = (parse(str(scheduled)) - SEND_MARGIN - now).total_seconds()
+    ahead = (parse(str(scheduled)) - now).total_seconds()
     return replace(message, delay_seconds=max(0, min(MAX_DELAY, math.floor(ahead))))
 
 
