@@ -1076,3 +1076,32 @@ def test_a_slow_tick_counts_each_firings_delay_from_when_it_is_sent() -> None:
         visible = at + timedelta(seconds=delay)
         scheduled = parse(body["scheduled_time"])
         assert scheduled - timedelta(seconds=1) < visible <= scheduled, (at, delay, scheduled)
+
+
+def test_a_ledger_write_that_landed_but_failed_to_answer_counts_its_action_once(p: Pipeline) -> None:
+    """The firing's ledger write (which also counts its action) lands, but the caller sees an
+    error (an ambiguous failure the store could not recognize) and the message fails; its
+    redelivery finds the run in the ledger and must not count the action again."""
+    p.schedule(spec={"intervals": [{"every_seconds": 60}]})  # overlap `skip`: the ledger is written
+    p.clock.advance(61)
+    p.s.ticker.tick()
+    p.collect()
+    real_update = p.schedule_store.update
+    failed: list[bool] = []
+
+    def lands_then_fails(rec: Any, **kw: Any) -> Any:
+        out = real_update(rec, **kw)
+        if kw.get("counters") and not failed:
+            failed.append(True)
+            raise RuntimeError("the answer was lost")
+        return out
+
+    p.schedule_store.update = lands_then_fails  # type: ignore[method-assign]
+    assert p.pending
+    _, body = p.pending[0]
+    with pytest.raises(RuntimeError):
+        p.s.executor.handle(body)
+    assert failed
+    assert p.s.executor.handle(body).outcome == "ran"  # the redelivery
+    assert p.s.executor.handle(body).outcome == "duplicate"
+    assert p.s.schedules.describe("s")["info"]["counters"]["actions"] == len(p.runs("s")) == 1

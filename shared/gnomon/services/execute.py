@@ -491,6 +491,8 @@ class Executor:
             return Handled("deleted", run_id)
         if verdict in SKIP_COUNTERS:
             return self._skip(sched, nominal, verdict, SKIP_COUNTERS[verdict])
+        if verdict == "started":
+            action.clear()  # counted already: by the ledger write that let it start
         doc = new_run_doc(
             run_id=run_id,
             definition=sched.definition,
@@ -522,7 +524,8 @@ class Executor:
         try:
             rec = self._runs.create(rec)
         except AlreadyExists:
-            if not action:  # the ledger counted an action that is someone else's: take it back
+            if not action and verdict != "started":
+                # this call's ledger write counted an action that is someone else's: take it back
                 self._schedules.add_counters(sid, {"actions": -1})
             self._count_down(sched, body["nominal_time"], consume=False)
             self._release_if_closed(run_id)
@@ -856,9 +859,10 @@ class Executor:
         """One conditional write of a schedule's overlap ledger: `release` leaves what counts as
         running, `arrival` joins the waiting runs, and the overlap policy decides what starts,
         waits or is skipped; then the other runs concerned are started (their run message),
-        skipped, canceled or terminated. Answers what became of `arrival` — `start`, `buffer`,
-        `overlap` or `buffer_full` (skipped), `gone` (no such schedule), or `none` without an
-        arrival — and the schedule as written (or read)."""
+        skipped, canceled or terminated. Answers what became of `arrival` — `start`, `started`
+        (an earlier call let it start: a redelivery), `buffer`, `overlap` or `buffer_full`
+        (skipped), `gone` (no such schedule), or `none` without an arrival — and the schedule as
+        written (or read)."""
         for _ in range(LEDGER_TRIES):
             now = self._clock.now()
             try:
@@ -875,7 +879,9 @@ class Executor:
             waiting: list[JSON] = list(flight.get("buffer", []))
             if arrival is not None:  # decided before (a redelivery): redo what that implies
                 if any(e["run_id"] == arrival["run_id"] for e in running):
-                    return "start", rec
+                    # `started`, not `start`: the write that let it start counted its action
+                    # (or its claim from the buffer will), whatever became of that write's answer
+                    return "started", rec
                 if any(e["run_id"] == arrival["run_id"] for e in waiting):
                     return "buffer", rec
             if release is not None:
