@@ -219,3 +219,77 @@ def test_responses_answer_the_same_once_sped_up(table: Any, monkeypatch: pytest.
             before.pop("ResponseMetadata", None)
             after.pop("ResponseMetadata", None)
         assert after == before
+
+
+INDEX_QUERIES = [("t", q) for q in QUERIES if q.get("IndexName")]
+
+
+def _writes(ddb: Any) -> list[Any]:
+    """Writes of every kind, each moving items into, out of or within index partitions."""
+    item = {
+        "pk": {"S": "p1"},
+        "sk": {"S": "r#9999#new"},
+        "gh": {"S": "g1"},
+        "gr": {"S": "0001"},
+        "n": {"N": "2"},
+    }
+    first = ddb.query(TableName="t", **QUERIES[0])["Items"][0]
+    key = {"pk": first["pk"], "sk": first["sk"]}
+    return [
+        lambda: ddb.put_item(TableName="t", Item=item),
+        lambda: ddb.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression="SET gh = :g, gr = :r, sh = :s",
+            ExpressionAttributeValues={":g": {"S": "g2"}, ":r": {"S": "0250"}, ":s": {"S": "x"}},
+        ),
+        lambda: ddb.update_item(TableName="t", Key=key, UpdateExpression="REMOVE gh"),
+        lambda: ddb.delete_item(TableName="t", Key={"pk": item["pk"], "sk": item["sk"]}),
+        lambda: ddb.batch_write_item(
+            RequestItems={
+                "t": [
+                    {"PutRequest": {"Item": {**item, "sk": {"S": f"r#8888#{i}"}, "gr": {"S": f"01{i}"}}}}
+                    for i in range(3)
+                ]
+            }
+        ),
+        lambda: ddb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "t", "Item": {**item, "sk": {"S": "r#7777#t"}, "gh": {"S": "g0"}}}},
+                {"Delete": {"TableName": "t", "Key": {"pk": item["pk"], "sk": {"S": "r#8888#1"}}}},
+            ]
+        ),
+    ]
+
+
+def test_index_partitions_are_kept_between_queries_and_dropped_by_every_write(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    motodynamo.undo()
+    gathered: list[int] = []
+    every_item = motodynamo._every_item
+
+    def counting(t: Any) -> list[Any]:
+        gathered.append(1)
+        return every_item(t)
+
+    monkeypatch.setattr(motodynamo, "_every_item", counting)
+    try:
+        for write in _writes(table):
+            assert motodynamo.speed_up_moto_dynamodb_query() is True
+            before = [_all_pages(table, name, q) for name, q in INDEX_QUERIES]
+            gathered.clear()
+            again = [_all_pages(table, name, q) for name, q in INDEX_QUERIES]
+            assert again == before
+            # the string-keyed indexes' partitions come from the kept map; only by_n (a number
+            # partition key, left to moto) walks the table, once per page
+            by_n_pages = len(_all_pages(table, *INDEX_QUERIES[-1]))
+            assert len(gathered) == 2 * by_n_pages
+            write()
+            fast = [_all_pages(table, name, q) for name, q in INDEX_QUERIES]
+            motodynamo.undo()
+            plain = [_all_pages(table, name, q) for name, q in INDEX_QUERIES]
+            assert fast == plain
+            assert fast != before  # each write changes what an index query answers
+    finally:
+        motodynamo.undo()

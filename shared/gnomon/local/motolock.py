@@ -27,11 +27,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["serialise_moto_dynamodb", "serialised_moto_dynamodb", "undo"]
+__all__ = ["LOCK", "serialise_moto_dynamodb", "serialised_moto_dynamodb", "undo"]
 
 # Held around every DynamoDB request moto handles in this process. Re-entrant: a handler that
 # ends up calling DynamoDB again on the same thread (moto's stream/Lambda plumbing) does not hang.
 _LOCK = threading.RLock()
+LOCK = _LOCK  # for other patches of moto's DynamoDB that must see requests one at a time
 _PATCHING = threading.Lock()  # guards checking-and-swapping the attribute
 _MARK = "__gnomon_serialised__"
 
