@@ -12,7 +12,8 @@ Implementations: `gnomon.adapters.memory` (unit tests, the fake) and `gnomon.ada
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -305,6 +306,15 @@ class RunStore(Protocol):
 
     def hold(self, run_ids: Sequence[str], until: datetime) -> str:
         """Store a batch's hold on `run_ids` until `until`; answers its id."""
+        ...
+
+    def listed_together(
+        self, run_ids: Sequence[str], retention_of: Callable[[str], int]
+    ) -> AbstractContextManager[None]:
+        """A block in which the runs among `run_ids` (a worker batch's firings) that `create`
+        makes may be listed across schedules together (one write for the batch instead of an
+        index entry each); `retention_of(definition)` answers how many days that definition's
+        runs are kept. Lists answer the same either way."""
         ...
 
     def release(self, hold_id: str) -> None:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from gnomon.adapters.memory import TIME_SHARDS, shard_of
+from gnomon.adapters.memory import TIME_SHARDS, shard_of, split_run_time_key
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
 from gnomon.domain.runs import parse_scheduled_run_id, scheduled_run_id
 from gnomon.ports import Page, RunRecord, RunSample, RunStore
@@ -327,6 +328,13 @@ def test_list_page_key_must_be_one_handed_out(runs: RunStore) -> None:
 
 
 def many_runs(runs: RunStore) -> list[RunRecord]:
+    recs = many_records()
+    for rec in recs:
+        runs.create(rec)
+    return recs
+
+
+def many_records() -> list[RunRecord]:
     """Runs of two definitions: firings of two schedules, executes and triggers, with ties on
     nominal time, spread over every `by_time` shard."""
     recs: list[RunRecord] = []
@@ -347,14 +355,53 @@ def many_runs(runs: RunStore) -> list[RunRecord]:
         for i in range(4)
     ]
     assert {shard_of(r.run_id, TIME_SHARDS) for r in recs} == set(range(TIME_SHARDS))
-    for rec in recs:
-        runs.create(rec)
     return recs
 
 
 def test_list_all_and_by_definition(runs: RunStore) -> None:
-    recs = many_runs(runs)
+    _check_lists_across_schedules(runs, many_runs(runs))
 
+
+def paged_runs(runs: RunStore) -> list[RunRecord]:
+    """`many_runs`, with the scheduled firings (and two more, hours apart) created by worker
+    batches (`listed_together`): batches of one to five firings, one with firings that never
+    become runs, one whose firings lie hours apart (several pages), one that meets a run an
+    earlier batch made (the run is on two pages), and runs of a definition kept longer than the
+    page they would be on (their own `by_time` entry)."""
+    recs = many_records()
+    firings = [r for r in recs if parse_scheduled_run_id(r.run_id) is not None]
+    firings += [
+        fired("c", T0 - timedelta(hours=3), definition="d1", status="completed"),
+        fired("c", T0 + timedelta(hours=2), definition="d2", status="failed"),
+    ]
+    for rec in recs:
+        if rec not in firings:
+            runs.create(rec)
+    never = [fired("z", T0 + timedelta(minutes=i)).run_id for i in range(3)]
+    kept = {"d1": 30, "d2": 90}  # d2's runs outlive a page written for d1's
+
+    def batch(members: list[RunRecord], extra: list[str], again: list[RunRecord]) -> None:
+        with runs.listed_together([r.run_id for r in [*again, *members]] + extra, kept.__getitem__):
+            for rec in members:
+                runs.create(rec)
+            for rec in again:
+                with pytest.raises(AlreadyExists):
+                    runs.create(rec)
+
+    batch(firings[0:1], [], [])
+    batch(firings[1:4], never, [])
+    batch(firings[4:9], [], [])
+    batch(firings[9:12], [], firings[2:3])
+    batch(firings[12:14], [], [])
+    assert len(firings) == 14
+    return recs + firings[12:]
+
+
+def test_list_all_and_by_definition_with_batch_pages(runs: RunStore) -> None:
+    _check_lists_across_schedules(runs, paged_runs(runs))
+
+
+def _check_lists_across_schedules(runs: RunStore, recs: list[RunRecord]) -> None:
     def check(want: list[RunRecord], limit: int, **kw: Any) -> None:
         pages = collect(lambda a: runs.list(after=a, limit=limit, **kw), lambda r: r.run_id)
         assert sum(pages, []) == newest_first(want), kw
@@ -550,18 +597,23 @@ def _lateness(samples: list[RunSample]) -> list[tuple[datetime, float]]:
     return sorted(s.lateness for s in samples if s.lateness is not None)
 
 
-def test_run_samples_give_the_lateness_of_started_runs(runs: RunStore) -> None:
-    for i in range(12):
-        runs.create(
-            _started(
-                f"s{i % 2}",
-                T0 + timedelta(minutes=i),
-                jitter_ms=i * 100,
-                late_ms=10 * i,
-                definition=f"d{i % 3}",
-            )
+@pytest.mark.parametrize("paged", [False, True], ids=["own-entries", "batch-pages"])
+def test_run_samples_give_the_lateness_of_started_runs(runs: RunStore, paged: bool) -> None:
+    recs = [
+        _started(
+            f"s{i % 2}", T0 + timedelta(minutes=i), jitter_ms=i * 100, late_ms=10 * i, definition=f"d{i % 3}"
         )
-    runs.create(fired("s0", T0 + timedelta(minutes=20), status="skipped"))  # never started: no sample
+        for i in range(12)
+    ]
+    recs.append(fired("s0", T0 + timedelta(minutes=20), status="skipped"))  # never started: no sample
+    if paged:  # created by worker batches of 1, 5 and 7 (one listed again, on two pages)
+        for batch in (recs[:1], recs[1:6], recs[6:]):
+            with runs.listed_together([r.run_id for r in [recs[3], *batch]], lambda d: 30):
+                for rec in batch:
+                    runs.create(rec)
+    else:
+        for rec in recs:
+            runs.create(rec)
     window = {"start": T0, "end": T0 + timedelta(hours=1)}
 
     def got(**kw: Any) -> tuple[list[tuple[datetime, float]], bool]:
@@ -990,3 +1042,48 @@ def test_dynamo_run_samples_read_older_runs_whole(runs_table: str, monkeypatch: 
             ]
             read = [key(no_lt)["sk"]["S"]] + ([key(old_lt)["sk"]["S"]] if durations else [])
             assert sorted(whole) == sorted(read)
+
+
+def test_dynamo_batch_pages_replace_by_time_entries(runs_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs a batch creates are on its page item(s), without a `by_time` entry — except a run
+    kept longer than the page, and every run of a batch whose page could not be written."""
+    import boto3
+
+    from gnomon.adapters import dynamo
+
+    ddb = boto3.client("dynamodb")
+    store = dynamo.DynamoRunStore()
+    recs = paged_runs(store)
+    items = ddb.scan(TableName=runs_table)["Items"]
+    pages = [i for i in items if i["pk"]["S"].startswith("page#")]
+    assert len(pages) == 6  # one per batch, two for the batch whose firings lie 5 hours apart
+    for page in pages:
+        entries = json.loads(page["entries"]["S"])
+        keys = sorted(dynamo._scheduled_time_key(r) for r in entries)
+        assert page["page_key"]["S"].startswith(keys[-1] + "~")
+        assert split_run_time_key(keys[-1])[0] - split_run_time_key(keys[0])[0] <= dynamo.PAGE_SPAN
+        assert int(page["expires_at"]["N"]) > (datetime.now(UTC) + timedelta(days=30)).timestamp()
+    listed = sorted(r for p in pages for r in json.loads(p["entries"]["S"]))
+    on_pages = {r.run_id for r in recs if r.run_id in listed}
+    assert len(listed) == len(on_pages) + 3 + 1  # 3 never made, one run on two pages
+    runs = {i["run_id"]["S"]: i for i in items if i["sk"]["S"].startswith("r#")}
+    own_entry = {r for r, i in runs.items() if "time_shard" in i}
+    # kept 90 days on a page written for a 30-day run: b at 20 and 35 min, c two hours ahead
+    longer = {fired("b", T0 + timedelta(minutes=m)).run_id for m in (20, 35)} | {
+        fired("c", T0 + timedelta(hours=2)).run_id
+    }
+    assert on_pages - own_entry == on_pages - longer and longer <= own_entry
+    assert {r for r in runs if parse_scheduled_run_id(r) is None} <= own_entry
+
+    # A page that cannot be written: each run gets its own entry, and is listed once.
+    def broken(*args: Any) -> None:
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(store, "_write_pages", broken)
+    late = [fired("d", T0 + timedelta(minutes=i), definition="d1") for i in range(3)]
+    with store.listed_together([r.run_id for r in late], lambda d: 30):
+        for rec in late:
+            store.create(rec)
+    items = ddb.scan(TableName=runs_table)["Items"]
+    assert all("time_shard" in i for i in items if i.get("run_id", {}).get("S") in {r.run_id for r in late})
+    assert ids(store.list(schedule_id=None, after=None, limit=100)) == newest_first(recs + late)

@@ -49,6 +49,7 @@ KEYS: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[list[tuple[str, str
             "active": ([("active_shard", "HASH"), ("active_key", "RANGE")], "KEYS_ONLY"),
             "by_time": ([("time_shard", "HASH"), ("time_key", "RANGE")], "INCLUDE"),
             "failures": ([("failure_shard", "HASH"), ("failure_key", "RANGE")], "INCLUDE"),
+            "pages": ([("page_shard", "HASH"), ("page_key", "RANGE")], "INCLUDE"),
         },
     ),
     "TasksTable": (

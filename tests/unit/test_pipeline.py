@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -838,6 +839,31 @@ def test_a_batch_holds_its_runs_with_one_item_instead_of_a_lease_entry_each(p: P
     assert outcomes == ["ran"] * 3 and seen == [None] * 3
     assert p.run_store.expired_holds(T0 + timedelta(days=1), limit=10) == []  # released
     assert [r.status for sid in "abc" for r in p.runs(sid)] == ["completed"] * 3
+
+
+def test_a_batchs_runs_are_listed_across_schedules_by_one_page(p: Pipeline) -> None:
+    """The runs a worker batch makes are listed across schedules as any run is; on DynamoDB by
+    one page item for the batch, not a `by_time` entry each."""
+    bodies = _three_schedules(p)
+    p.clock.advance(60)
+    p.target.script = lambda inv: Outcome(status="completed")
+    with p.s.per_batch(bodies):
+        for b in bodies:
+            p.s.executor.handle(b)
+    listed = p.run_store.list(after=None, limit=10).items
+    assert sorted(r.schedule_id or "" for r in listed) == ["a", "b", "c"]
+    assert p.run_store.list(definition="job", after=None, limit=10).items == listed
+    from gnomon.adapters.dynamo import DynamoRunStore
+
+    if isinstance(p.run_store, DynamoRunStore):
+        import boto3
+
+        items = boto3.client("dynamodb").scan(TableName=p.run_store.table_name)["Items"]
+        pages = [i for i in items if i["pk"]["S"].startswith("page#")]
+        assert len(pages) == 1 and sorted(json.loads(pages[0]["entries"]["S"])) == sorted(
+            r.run_id for r in listed
+        )
+        assert not [i for i in items if i["sk"]["S"].startswith("r#") and "time_shard" in i]
 
 
 def test_a_small_batch_keeps_a_lease_entry_per_run(p: Pipeline) -> None:

@@ -32,6 +32,18 @@ Tables (names from env at runtime; the SAM template declares the same keys and i
   runs that complete never cost it a write. `expires_at` (epoch seconds) is the TTL attribute.
   Items of other kinds share the table without index attributes: the plan log's (pk
   "plan#<day>", `gnomon.adapters.planlog_dynamo`) and worker batches' holds (pk "hold#<n>").
+  **Batch pages**: a worker batch's firings are listed across schedules by one *page* item
+  instead of a `by_time` entry each (an index write unit per run): pk "page#<id>", sk "page",
+  `entries` (the JSON list of the runs' ids, which encode their keys), in the `pages` GSI on
+  (`page_shard` = CRC-32 of the id mod 4, `page_key` = the newest entry's time key + "~<id>",
+  so it sorts at or above every entry it holds) projecting `entries`. It is written when the
+  batch creates its first run (`listed_together`), before that run, and lists every firing of
+  the batch — some may never become runs (a duplicate, a history-off definition): a list skips
+  entries whose run is not there, as it skips runs deleted since their index entry was read.
+  The runs it lists are created without `time_shard` (so outside `by_time`); a run is listed by
+  both (a page written but its answer lost) or by two pages (a batch redelivered) at worst, and
+  lists merge them once. A page's entries lie within PAGE_SPAN below its key, so a list
+  bounded above by a time key reads pages up to PAGE_SPAN above it.
 
 Storage choices: `doc` is a JSON string (exact round trip of ints/floats/nulls/key order, no
 DynamoDB type mapping to drift from the in-memory fake); schedules and runs keep it
@@ -51,18 +63,21 @@ re-create never files its audit copy under the old incarnation.
 
 from __future__ import annotations
 
+import bisect
 import builtins
+import contextlib
 import json
+import logging
 import math
 import os
 import random
+import threading
 import time
 import uuid
 import zlib
-from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from pynamodb.attributes import (
@@ -107,7 +122,7 @@ from gnomon.adapters.memory import (
 )
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
 from gnomon.domain.runs import DURATION_STATUSES, parse_scheduled_run_id, run_duration, start_lateness
-from gnomon.domain.timefmt import parse
+from gnomon.domain.timefmt import parse, sortable
 from gnomon.ports import (
     JSON,
     CatalogRecord,
@@ -856,7 +871,7 @@ class _RunItem(Model):
     status = UnicodeAttribute()
     schedule_id = UnicodeAttribute(null=True)
     expires_at = TTLAttribute(null=True)
-    time_shard = UnicodeAttribute()  # str(shard_of(run_id, TIME_SHARDS))
+    time_shard = UnicodeAttribute(null=True)  # str(shard_of(run_id, TIME_SHARDS)); absent: on a page
     time_key = UnicodeAttribute()  # "<sortable nominal>#<run_id>" (= sk without "r#")
     active_shard = UnicodeAttribute(null=True)  # both absent until the run is first active
     active_key = UnicodeAttribute(null=True)  # "<sortable active_at>#<run_id>"
@@ -903,6 +918,40 @@ class _HoldItem(Model):
     expires_at = TTLAttribute()
 
 
+class _RunPages(GlobalSecondaryIndex["_PageItem"]):
+    class Meta:
+        index_name = "pages"
+        projection = IncludeProjection(["entries"])
+
+    page_shard = UnicodeAttribute(hash_key=True)
+    page_key = UnicodeAttribute(range_key=True)
+
+
+class _PageItem(Model):
+    """A worker batch's runs, listed across schedules: pk "page#<id>", sk "page"."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    page_shard = UnicodeAttribute()
+    page_key = UnicodeAttribute()  # "<newest entry's time key>~<id>"
+    entries = UnicodeAttribute()  # JSON list of run ids (scheduled run ids: they encode their keys)
+    expires_at = TTLAttribute()
+
+    pages = _RunPages()
+
+
+@dataclass
+class _BatchPage:
+    """One worker batch's page, written at its first run (`DynamoRunStore.listed_together`)."""
+
+    run_ids: tuple[str, ...]
+    retention_of: Callable[[str], int]  # a definition's run retention in days
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    written: bool = False
+    failed: bool = False
+    retention: int = 0  # the days its TTL keeps it: runs kept longer get a `by_time` entry
+
+
 class _RunPointer(Model):
     """Where a run whose id does not encode its location lives: pk "id#<run_id>", sk "ptr"."""
 
@@ -913,6 +962,11 @@ class _RunPointer(Model):
 
 
 _RUN_SK_PREFIX = "r#"
+_PAGE_SK = "page"
+PAGE_SHARDS = 4
+PAGE_SPAN = timedelta(hours=1)  # a page's entries lie at most this far below its key
+_PAGE_MAX = 100  # entries a page holds at most (~5 KB)
+_PAGE_KEPT = timedelta(days=1)  # a page outlives the runs it lists by this much
 _POINTER_SK = "ptr"
 _FLOOR_SK = "floor"
 _HOLD_SHARDS = 4  # partitions of the holds: a put and a delete per worker batch each
@@ -954,6 +1008,30 @@ def _run_location(rec: RunRecord) -> tuple[str, str]:
     return run_partition(rec.schedule_id, rec.definition), _RUN_SK_PREFIX + run_time_key(
         store_instant(rec.nominal_time), rec.run_id
     )
+
+
+def _scheduled_time_key(run_id: str) -> str:
+    """The time key of a scheduled firing's run id (which encodes its nominal time)."""
+    parsed = parse_scheduled_run_id(run_id)
+    assert parsed is not None
+    return run_time_key(store_instant(parsed[2]), run_id)
+
+
+def _page_entries(raw: Any, m: type[_RunItem]) -> Iterator[_Candidate]:
+    """The runs a page item (as a Query returned it) lists, as candidates to BatchGet."""
+    for run_id in json.loads(raw["entries"]["S"]):
+        parsed = parse_scheduled_run_id(run_id)
+        if parsed is None:
+            continue
+        key = run_time_key(store_instant(parsed[2]), run_id)
+        yield _Candidate(key, run_partition(parsed[0], ""), _RUN_SK_PREFIX + key, None)
+
+
+def _page_upper(upper: str) -> str:
+    """The page keys that may hold entries below `upper` are below this."""
+    width = len("2000-01-01T00:00:00.000Z")  # the fixed-width time part of a time key
+    when = datetime.strptime(upper[:width], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return sortable(when + PAGE_SPAN) + "#"
 
 
 def _pointer_pk(run_id: str) -> str:
@@ -1009,11 +1087,14 @@ _Source = Generator[_Candidate, None, str | None]
 
 @dataclass
 class _TimeShard:
-    """One `by_time` shard being merged: keys read but not yet yielded (newest first), and how
-    far the shard has been read (`frontier`: every key >= it is read; None before the first page)."""
+    """One `by_time` (or `pages`) shard being merged: keys read but not yet yielded (`buffer`,
+    oldest first: a page's entries come in any order), and how far the shard has been read
+    (`frontier`: every key >= it is read — a page's entries lie below its key —; None before
+    the first page)."""
 
     pages: PageIterator[Any]
-    buffer: deque[_Candidate] = field(default_factory=deque)
+    paged: bool = False  # a `pages` shard: its items are batch pages
+    buffer: list[_Candidate] = field(default_factory=list)
     frontier: str | None = None
     done: bool = False
 
@@ -1030,9 +1111,84 @@ class DynamoRunStore:
         self._pointer = _bind(_RunPointer, self.table_name)
         self._floor = _bind(_SweepFloor, self.table_name)
         self._hold = _bind(_HoldItem, self.table_name)
+        self._page = _bind(_PageItem, self.table_name)
+        self._batch_pages: dict[str, _BatchPage] = {}  # run id -> the open batch page that lists it
+        self._pages_lock = threading.Lock()
         self._floors: dict[int, str] = {}  # the floors this process read or moved
         self._unwritten: dict[int, int] = {}  # stale entries passed since the floor was written
         self._connection = _connection()
+
+    @contextlib.contextmanager
+    def listed_together(self, run_ids: Sequence[str], retention_of: Callable[[str], int]) -> Iterator[None]:
+        """Within the block, the runs among `run_ids` (a worker batch's firings) that `create`
+        makes are listed across schedules by one page item, written before the first of them,
+        instead of a `by_time` entry each. `retention_of(definition)`: the days that
+        definition's runs are kept (the page's TTL follows the first run's; a run kept longer
+        gets its own entry)."""
+        page = _BatchPage(
+            run_ids=tuple(r for r in run_ids if parse_scheduled_run_id(r) is not None),
+            retention_of=retention_of,
+        )
+        with self._pages_lock:
+            for r in page.run_ids:
+                self._batch_pages[r] = page
+        try:
+            yield
+        finally:
+            with self._pages_lock:
+                for r in page.run_ids:
+                    if self._batch_pages.get(r) is page:
+                        del self._batch_pages[r]
+
+    def _on_page(self, rec: RunRecord) -> bool:
+        """Whether an open batch page lists `rec` (written now, before its first run)."""
+        with self._pages_lock:
+            page = self._batch_pages.get(rec.run_id)
+        if page is None:
+            return False
+        with page.lock:
+            if page.failed:
+                return False
+            try:
+                days = int(page.retention_of(rec.definition))
+            except Exception:  # no retention to go by: the run gets its own entry
+                return False
+            if page.written:
+                return days <= page.retention
+            try:
+                self._write_pages(page.run_ids, days)
+            except Exception:  # unwritten (or its answer lost): each run gets its own entry
+                page.failed = True
+                logging.getLogger("gnomon.dynamo").exception("could not write a batch page")
+                return False
+            page.written, page.retention = True, days
+            return True
+
+    def _write_pages(self, run_ids: Sequence[str], days: int) -> None:
+        keys = sorted(_scheduled_time_key(r) for r in run_ids)
+        expires = datetime.now(UTC) + timedelta(days=days) + _PAGE_KEPT
+        p = self._page
+        chunk: list[str] = []
+        for key in [*keys, None]:
+            if key is not None and (
+                not chunk
+                or (
+                    len(chunk) < _PAGE_MAX
+                    and split_run_time_key(key)[0] - split_run_time_key(chunk[0])[0] <= PAGE_SPAN
+                )
+            ):
+                chunk.append(key)
+                continue
+            page_id = uuid.uuid4().hex
+            p(
+                f"page#{page_id}",
+                _PAGE_SK,
+                page_shard=str(shard_of(page_id, PAGE_SHARDS)),
+                page_key=f"{chunk[-1]}~{page_id}",
+                entries=json.dumps([split_run_time_key(k)[1] for k in chunk]),
+                expires_at=expires,
+            ).save(condition=p.pk.does_not_exist())
+            chunk = [key] if key is not None else []
 
     def create(self, rec: RunRecord) -> RunRecord:
         check_run(rec)
@@ -1049,7 +1205,7 @@ class DynamoRunStore:
             status=rec.status,
             schedule_id=rec.schedule_id,
             expires_at=rec.expires_at,
-            time_shard=str(shard_of(rec.run_id, TIME_SHARDS)),
+            time_shard=None if self._on_page(rec) else str(shard_of(rec.run_id, TIME_SHARDS)),
             time_key=run_time_key(nominal, rec.run_id),
             write_token=uuid.uuid4().hex,
             lt=_lateness_attr(rec),
@@ -1179,7 +1335,7 @@ class DynamoRunStore:
             source = self._time_source(definition, lower, upper, limit, reads, failures=shards)
         else:
             source = self._time_source(definition, lower, upper, limit, reads)
-        return self._collect(source, set(statuses) if statuses is not None else None, limit)
+        return self._collect(source, set(statuses) if statuses is not None else None, limit, definition)
 
     def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
         return self.list(schedule_id=schedule_id, after=None, limit=limit).items
@@ -1295,8 +1451,9 @@ class DynamoRunStore:
         m = self._item
         lower, upper = run_key_range(start, end, None)
         assert upper is not None
-        attrs = ["pk", "sk", "time_key", "status", "lt", "du"]
+        attrs = ["pk", "sk", "time_key", "status", "lt", "du", "definition"]
         found: list[_RunItem] = []
+        cut = False
         if schedule_id is not None:
             condition = m.sk.between(_RUN_SK_PREFIX + lower, _RUN_SK_PREFIX + upper)
             filters = m.definition == definition if definition is not None else None
@@ -1325,9 +1482,13 @@ class DynamoRunStore:
                     limit=limit + 1,
                 )
                 keys.extend((str(k.time_key), k.pk, k.sk) for k in entries if k.time_key < upper)
-            keys.sort(reverse=True)
+            keys.extend(self._page_keys(lower, upper, limit))
+            keys = sorted(set(keys), reverse=True)  # a run on two pages counts once
+            cut = len(keys) > limit + 1
             found = list(m.batch_get([(pk, sk) for _, pk, sk in keys[: limit + 1]], attributes_to_get=attrs))
-        truncated = len(found) > limit
+            if definition is not None:  # page entries carry no definition
+                found = [i for i in found if i.definition == definition]
+        truncated = len(found) > limit or (schedule_id is None and cut)
         found = sorted(found, key=lambda i: str(i.time_key), reverse=True)[:limit]
         # read whole: items written before `lt`, and (for durations) closed ones written before `du`
         older = [
@@ -1353,6 +1514,33 @@ class DynamoRunStore:
                 duration = int(item.du)
             samples.append(RunSample(nominal, str(item.status), lateness, duration))
         return samples, truncated
+
+    def _page_keys(self, lower: str, upper: str, limit: int) -> builtins.list[tuple[str, str, str]]:
+        """(time key, pk, sk) of the newest limit + 1 runs per `pages` shard in [lower, upper)."""
+        p = self._page
+        out: builtins.list[tuple[str, str, str]] = []
+        for shard in range(PAGE_SHARDS):
+            found: builtins.list[str] = []
+            cands: dict[str, _Candidate] = {}
+            for raw in p.pages.query(
+                str(shard),
+                p.page_key.between(lower, _page_upper(upper)),
+                scan_index_forward=False,
+                page_size=100,
+            ).page_iter:
+                for item in raw.get("Items", []):
+                    for c in _page_entries(item, self._item):
+                        if lower <= c.key < upper and c.key not in cands:
+                            cands[c.key] = c
+                            bisect.insort(found, c.key)
+                    # Every page left lies below this one's key: done once limit + 1 are above it.
+                    if len(found) > limit and found[-(limit + 1)] >= item["page_key"]["S"]:
+                        break
+                else:
+                    continue
+                break
+            out += [(k, cands[k].pk, cands[k].sk) for k in found[-(limit + 1) :]]
+        return out
 
     def hold(self, run_ids: Sequence[str], until: datetime) -> str:
         hold_id = hold_key(store_instant(until))
@@ -1449,7 +1637,9 @@ class DynamoRunStore:
             return {}
         return {(i.pk, i.sk): i for i in self._item.batch_get(keys, consistent_read=True)}
 
-    def _collect(self, source: _Source, statuses: set[str] | None, limit: int) -> Page[RunRecord]:
+    def _collect(
+        self, source: _Source, statuses: set[str] | None, limit: int, definition: str | None = None
+    ) -> Page[RunRecord]:
         """Take candidates newest first until limit + 1 match (a next page exists), the source
         ends (None: no next page) or its read budget does (a short page resuming below what was
         examined). Index candidates are fetched with BatchGetItem, in chunks of what is missing."""
@@ -1467,8 +1657,12 @@ class DynamoRunStore:
             fetched = self._batch_get([(c.pk, c.sk) for c in pending if c.item is None])
             for c in pending:
                 item = c.item if c.item is not None else fetched.get((c.pk, c.sk))
-                if item is None or (statuses is not None and item.status not in statuses):
-                    continue  # gone since the index was read, or filtered out
+                if (
+                    item is None
+                    or (statuses is not None and item.status not in statuses)
+                    or (definition is not None and item.definition != definition)
+                ):
+                    continue  # gone since the index was read (or never made), or filtered out
                 matched.append((c.key, self._record(item)))
                 if len(matched) > limit:
                     return Page([r for _, r in matched[:limit]], matched[limit - 1][0])
@@ -1563,6 +1757,26 @@ class DynamoRunStore:
             )
             for h in hashes
         ]
+        if failures is None:
+            # Batch pages (their entries carry no definition: `_collect` filters on the items).
+            p = self._page
+            page_cond: Condition | None
+            if upper is None:
+                page_cond = p.page_key >= lower if lower else None
+            elif not lower:
+                page_cond = p.page_key < _page_upper(upper)
+            else:
+                page_cond = p.page_key.between(lower, _page_upper(upper))
+            shards += [
+                _TimeShard(
+                    p.pages.query(
+                        str(h), page_cond, scan_index_forward=False, page_size=max(2, share // 4)
+                    ).page_iter,
+                    paged=True,
+                )
+                for h in range(PAGE_SHARDS)
+            ]
+        yielded: str | None = None  # the key yielded last: a run on two pages is yielded once
         while True:
             live = [s for s in shards if not s.done]
             unread = [s for s in live if s.frontier is None]
@@ -1573,10 +1787,13 @@ class DynamoRunStore:
                     heads = [s for s in shards if s.buffer]
                     if not heads:
                         break
-                    top = max(heads, key=lambda s: s.buffer[0].key)
-                    if floor is not None and top.buffer[0].key < floor:
+                    top = max(heads, key=lambda s: s.buffer[-1].key)
+                    if floor is not None and top.buffer[-1].key < floor:
                         break
-                    yield top.buffer.popleft()
+                    candidate = top.buffer.pop()
+                    if candidate.key != yielded:
+                        yielded = candidate.key
+                        yield candidate
             if not live:
                 return None
             target = unread[0] if unread else max(live, key=lambda s: str(s.frontier))
@@ -1584,15 +1801,25 @@ class DynamoRunStore:
                 return floor
             page = next(target.pages)
             for raw in page.get("Items", []):
-                entry = m.from_raw_data(raw)
-                key = str(getattr(entry, key_name))
-                if upper is None or key < upper:
-                    target.buffer.append(_Candidate(key, entry.pk, entry.sk, None))
+                if target.paged:
+                    found = [
+                        c
+                        for c in _page_entries(raw, m)
+                        if c.key >= lower and (upper is None or c.key < upper)
+                    ]
+                else:
+                    entry = m.from_raw_data(raw)
+                    key = str(getattr(entry, key_name))
+                    found = (
+                        [_Candidate(key, entry.pk, entry.sk, None)] if upper is None or key < upper else []
+                    )
+                for c in found:
+                    bisect.insort(target.buffer, c, key=lambda c: c.key)
             last = target.pages.last_evaluated_key
             if last is None:
                 target.done = True
             else:
-                target.frontier = str(last[key_name]["S"])
+                target.frontier = str(last["page_key" if target.paged else key_name]["S"])
 
     @staticmethod
     def _record(item: _RunItem) -> RunRecord:

@@ -23,13 +23,14 @@ runs and sharding their indexes.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import math
 import re
 import threading
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -699,6 +700,10 @@ class MemoryRunStore:
     def release(self, hold_id: str) -> None:
         with self._lock:
             self._holds.pop(hold_id, None)
+
+    @contextlib.contextmanager
+    def listed_together(self, run_ids: Sequence[str], retention_of: Callable[[str], int]) -> Iterator[None]:
+        yield  # every run is listed from memory alike
 
     def expired_holds(self, until: datetime, *, limit: int) -> builtins.list[Hold]:
         check_limit(limit)

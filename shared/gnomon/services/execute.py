@@ -352,8 +352,13 @@ class Executor:
         then get no lease entry of their own in the `active` index (a write unit each), and the
         hold is released at the end — unless a message failed (`BatchHold.keep`): then, as when
         the worker dies, the sweep looks at each of its runs once the hold expired
-        (`Ticker.sweep_holds`). A batch that claims nothing (history off) stores none."""
-        run_ids = [r for r in (claimed_run_id(b) for b in bodies) if r is not None]
+        (`Ticker.sweep_holds`). A batch that claims nothing (history off) stores none.
+
+        The runs its firings make are listed across schedules together
+        (`RunStore.listed_together`): one write for the batch, not an index entry per run."""
+        claimed = [(b, claimed_run_id(b)) for b in bodies]
+        run_ids = [r for _, r in claimed if r is not None]
+        firings = [r for b, r in claimed if r is not None and b.get("kind") == "firing"]
         hold = BatchHold(run_ids=tuple(run_ids))
         held = len(run_ids) >= HOLD_MIN_RUNS
         with self._cache_lock:
@@ -362,7 +367,8 @@ class Executor:
                 for r in run_ids:
                     self._held[r] = hold
         try:
-            yield hold
+            with self._runs.listed_together(firings, self._retention_of):
+                yield hold
         finally:
             with self._cache_lock:
                 self._batches -= 1
@@ -396,6 +402,13 @@ class Executor:
             if hold.expires_at is None or now >= hold.expires_at - HOLD_MARGIN:  # None: not stored
                 return until
             return None
+
+    def _retention_of(self, definition: str) -> int:
+        """Days a definition's runs are kept (read once per batch, as `_definition` is)."""
+        try:
+            return _retention_days(self._definition(definition).doc, self._retention)
+        except NotFound:
+            return self._retention
 
     def _definition(self, name: str) -> CatalogRecord:
         with self._cache_lock:
