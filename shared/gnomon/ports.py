@@ -140,8 +140,9 @@ class ScheduleStore(Protocol):
         """Store with version 1. `AlreadyExists` if the id is taken."""
         ...
 
-    def get(self, schedule_id: str) -> ScheduleRecord:
-        """`NotFound(f"schedule/{id}")` if absent."""
+    def get(self, schedule_id: str, *, consistent: bool = True) -> ScheduleRecord:
+        """`NotFound(f"schedule/{id}")` if absent. `consistent=False` may answer a version up to
+        about a second old (half the read cost on DynamoDB)."""
         ...
 
     def update(

@@ -335,6 +335,7 @@ def test_schedule_create_get(schedules: ScheduleStore) -> None:
     )
     assert got.next_fire_at == T0
     assert dict(got.counters) == {}
+    assert schedules.get("s1", consistent=False) == got  # moto, like the fake, answers the newest
     with pytest.raises(AlreadyExists):
         schedules.create(sched("s1"))
 
@@ -343,6 +344,8 @@ def test_schedule_get_missing(schedules: ScheduleStore) -> None:
     with pytest.raises(NotFound) as err:
         schedules.get("nope")
     assert err.value.details == {"resource": "schedule/nope"}
+    with pytest.raises(NotFound):
+        schedules.get("nope", consistent=False)
 
 
 def test_schedule_next_fire_at_milliseconds_utc(schedules: ScheduleStore) -> None:

@@ -1131,3 +1131,33 @@ def test_a_ledger_write_that_landed_but_failed_to_answer_counts_its_action_once(
     assert p.s.executor.handle(body).outcome == "ran"  # the redelivery
     assert p.s.executor.handle(body).outcome == "duplicate"
     assert p.s.schedules.describe("s")["info"]["counters"]["actions"] == len(p.runs("s")) == 1
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_a_history_off_firing_reads_its_schedule_eventually_consistent(mode: str) -> None:
+    """History off records nothing and is at least once: the worker's schedule read may be a
+    second old (half a read unit); a recorded firing reads it strongly (its ledger depends on it)."""
+    p = Pipeline()
+    p.definition("job", history={"mode": mode})
+    p.schedule("s", spec={"cron": ["* * * * *"]})
+    p.collect()
+    body = next(b for _, b in p.pending)
+    assert body["definition"] == "job"
+    reads: list[bool] = []
+    store = p.s.executor._schedules
+    original = store.get
+
+    def spy(schedule_id: str, *, consistent: bool = True) -> Any:
+        reads.append(consistent)
+        return original(schedule_id, consistent=consistent)
+
+    store.get = spy  # type: ignore[method-assign]
+    p.clock.advance(60)
+    p.target.script = lambda inv: Outcome(status="completed")
+    assert p.s.executor.handle(body).outcome == "ran"
+    assert reads[0] is (mode == "on")
+    # a message sent before the definition was in the body: read strongly
+    reads.clear()
+    old = {k: v for k, v in body.items() if k != "definition"}
+    p.s.executor.handle({**old, "nominal_time": body["nominal_time"]})
+    assert reads[0] is True

@@ -573,8 +573,8 @@ class DynamoScheduleStore:
             raise
         return self._record(item)
 
-    def get(self, schedule_id: str) -> ScheduleRecord:
-        item = self._read(schedule_id)
+    def get(self, schedule_id: str, *, consistent: bool = True) -> ScheduleRecord:
+        item = self._read(schedule_id, consistent=consistent)
         if item is None:
             raise NotFound(f"schedule/{schedule_id}")
         return self._record(item)
@@ -724,9 +724,9 @@ class DynamoScheduleStore:
 
     # internals
 
-    def _read(self, schedule_id: str) -> _ScheduleItem | None:
+    def _read(self, schedule_id: str, *, consistent: bool = True) -> _ScheduleItem | None:
         try:
-            return self._item.get(schedule_id, consistent_read=True)
+            return self._item.get(schedule_id, consistent_read=consistent)
         except self._item.DoesNotExist:
             return None
 

@@ -307,8 +307,8 @@ class MemoryScheduleStore:
             self._items[rec.schedule_id] = item
             return item.record(rec.schedule_id)
 
-    def get(self, schedule_id: str) -> ScheduleRecord:
-        with self._lock:
+    def get(self, schedule_id: str, *, consistent: bool = True) -> ScheduleRecord:
+        with self._lock:  # always the newest version: the latest is one that may be answered
             item = self._items.get(schedule_id)
             if item is None:
                 raise NotFound(f"schedule/{schedule_id}")

@@ -462,7 +462,12 @@ class Executor:
         nominal, scheduled = parse(body["nominal_time"]), parse(body["scheduled_time"])
         run_id = scheduled_run_id(sid, gen, nominal)
         try:
-            sched = self._schedules.get(sid)
+            # A history-off firing records nothing and is at least once: its schedule is read
+            # eventually consistent (half a read unit), so a pause, update or delete made in
+            # the last second or so may not stop it yet. Every other firing reads it strongly.
+            named = body.get("definition")  # absent from messages sent before it was added
+            unrecorded = isinstance(named, str) and bool(named) and self._history_off(named)
+            sched = self._schedules.get(sid, consistent=not unrecorded)
         except NotFound:
             return Handled("deleted", run_id)
         if sched.generation != gen:

@@ -168,9 +168,10 @@ class PublishingScheduleStore:
         self._publish(saved.schedule_id, "created", saved.doc)
         return saved
 
-    def get(self, schedule_id: str) -> ScheduleRecord:
-        rec = self._inner.get(schedule_id)
-        self._seen.swap(schedule_id, _paused(rec))
+    def get(self, schedule_id: str, *, consistent: bool = True) -> ScheduleRecord:
+        rec = self._inner.get(schedule_id, consistent=consistent)
+        if consistent:  # an older version's pause state would make the next update look like a change
+            self._seen.swap(schedule_id, _paused(rec))
         return rec
 
     def update(self, rec: ScheduleRecord, *, expected_version: int | None) -> ScheduleRecord:

@@ -425,6 +425,7 @@ class Ticker:
                     body={
                         "kind": "firing",
                         "schedule_id": rec.schedule_id,
+                        "definition": rec.definition,  # the worker reads a history-off one's schedule cheaper
                         "generation": rec.generation,
                         "config_version": doc.get("config_version", 1),
                         "nominal_time": fmt(cursor),
