@@ -543,3 +543,19 @@ def test_functions_with_local_resources_resolve_events(template: dict[str, Any],
     assert ingest["Properties"]["Queue"] == res.queue_arns["EventIngestQueue"]
     with pytest.raises(KeyError):
         function_environment(template, "NoSuchFunction", res)
+
+
+def test_worker_concurrency_is_unlimited_unless_the_parameter_sets_it(template: dict[str, Any]) -> None:
+    """`WorkerMaxConcurrency` 0 (the default) leaves the firing queue's event source without a
+    ScalingConfig; 2–1000 sets its MaximumConcurrency; 1 is refused by the template's Rules."""
+
+    def firings(overrides: dict[str, Any]) -> dict[str, Any]:
+        res = LocalResources(parameters=resolve_parameters(template, overrides))
+        return dict(functions(template, res)["WorkerFunction"]["events"]["Firings"]["Properties"])
+
+    assert "ScalingConfig" not in firings({})
+    assert firings({"WorkerMaxConcurrency": 25})["ScalingConfig"] == {"MaximumConcurrency": "25"}
+    rule = template["Rules"]["WorkerMaxConcurrencyIsNotOne"]["Assertions"][0]["Assert"]
+    assert rule == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerMaxConcurrency"}, "1"]}]}
+    with pytest.raises(ValueError):
+        resolve_parameters(template, {"WorkerMaxConcurrency": 1001})

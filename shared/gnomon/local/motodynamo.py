@@ -27,12 +27,13 @@ base64, sets, lists and maps recursively — and leaves anything else to moto.
 
 A Query on an index still walked every item of the table to find the queried index partition
 (~25 ms per Query at 11 000 runs, four per list across schedules: the console's overview spent
-most of its time there). The items of each index partition are therefore kept, per table and
-index, in a map built in one pass over the table the first time an index is queried after a
-write, and dropped by the next write: every DynamoDB request that is not a read
-(`_READS`) moves a write generation on (`call_action`, under `gnomon.local.motolock`'s lock, so no
-Query can see a map older than a write that came before it). A dev stack that writes every second
-builds it about once a second instead of once per Query.
+most of its time there). The items of each index partition asked for are therefore kept, per
+table and index, until the next write: the first partition asked for after a write is gathered
+alone (the walk moto's own Query makes), a second one of the same index gathers them all in one
+walk (a list across shards). Every DynamoDB request that is not a read (`_READS`) drops them
+(`call_action`, under `gnomon.local.motolock`'s lock, so no Query sees a partition older than a
+write that came before it). A dev stack that writes all the time pays no more than before; one
+that is read more than written (the console) walks the table once per write, not per Query.
 
 What DynamoDB answers is unchanged (same items, same order, same `LastEvaluatedKey`); Scan and
 everything else still see the sorted list. Only the moto host calls it; moto is imported when
@@ -71,30 +72,43 @@ _READS = frozenset(
 
 
 class _Partitions:
-    """The write generation, and per (table, index) the items of each index partition as of
-    the generation they were gathered in (`index_partition`)."""
+    """Per (table, index), the items of the index partitions gathered since the last write
+    (`index_partition`); `wrote()` drops them all."""
 
     def __init__(self) -> None:
-        self.generation = 0
-        self.maps: dict[tuple[int, str], tuple[int, dict[tuple[Any, ...], list[Any]]]] = {}
+        self.maps: dict[tuple[int, str], dict[tuple[Any, ...], list[Any]]] = {}
+        self.whole: set[tuple[int, str]] = set()  # every partition of these is gathered
 
     def wrote(self) -> None:
-        self.generation += 1
         self.maps.clear()
+        self.whole.clear()
 
     def index_partition(
         self, table: Any, index: str, names: tuple[str, ...], key: tuple[Any, ...]
     ) -> list[Any]:
-        cached = self.maps.get((id(table), index))
-        if cached is None or cached[0] != self.generation:
-            groups: dict[tuple[Any, ...], list[Any]] = {}
-            for item in _every_item(table):
-                values = [item.attrs.get(n) for n in names]
-                if all(v is not None for v in values):
-                    groups.setdefault(tuple((v.type, v.value) for v in values), []).append(item)
-            cached = (self.generation, groups)
-            self.maps[(id(table), index)] = cached
-        return cached[1].get(key, [])
+        """The first partition asked since a write is gathered alone (one walk, as moto's own
+        Query makes, so a dev stack writing all the time pays nothing more); a second one of the
+        same index — a list across its shards — gathers every partition in the same walk."""
+        which = (id(table), index)
+        groups = self.maps.setdefault(which, {})
+        if key in groups or which in self.whole:
+            return groups.get(key, [])
+        if not groups:
+            groups[key] = [item for item in _every_item(table) if _key_of(item, names) == key]
+            return groups[key]
+        groups.clear()
+        for item in _every_item(table):
+            if (found := _key_of(item, names)) is not None:
+                groups.setdefault(found, []).append(item)
+        self.whole.add(which)
+        return groups.get(key, [])
+
+
+def _key_of(item: Any, names: tuple[str, ...]) -> tuple[Any, ...] | None:
+    values = [item.attrs.get(n) for n in names]
+    if any(v is None for v in values):
+        return None
+    return tuple((v.type, v.value) for v in values)
 
 
 _partitions = _Partitions()
