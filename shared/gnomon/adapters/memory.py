@@ -308,7 +308,7 @@ class MemoryScheduleStore:
             return item.record(rec.schedule_id)
 
     def get(self, schedule_id: str, *, consistent: bool = True) -> ScheduleRecord:
-        with self._lock:  # always the newest version: the latest is one that may be answered
+        with self._lock:  # the newest version, whatever `consistent` (a read that may lag may also not)
             item = self._items.get(schedule_id)
             if item is None:
                 raise NotFound(f"schedule/{schedule_id}")

@@ -307,14 +307,20 @@ def _aws_outcome(exc: Exception, service: str, operation: str) -> Outcome:
 class SecretCache:
     """Header secrets from Secrets Manager, each cached for five minutes (values never logged)."""
 
-    def __init__(self, aws_clients: AwsClientFactory, ttl: float = SECRET_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        aws_clients: AwsClientFactory,
+        ttl: float = SECRET_TTL_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._aws = aws_clients
         self._ttl = ttl
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._values: dict[str, tuple[str, float]] = {}
 
     def get(self, arn: str) -> str:
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             hit = self._values.get(arn)
             if hit is not None and now < hit[1]:
