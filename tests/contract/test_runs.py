@@ -954,10 +954,14 @@ def test_dynamo_failures_index_holds_failed_and_timed_out_runs_only(
     assert ids(page) == [r.run_id for r in old] and page.last_key is None
 
 
+@pytest.mark.parametrize("paged", [False, True], ids=["own-entries", "batch-pages"])
 @pytest.mark.parametrize("where", ["schedule", "definition", "all"])
-def test_dynamo_list_read_budget(runs_table: str, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+def test_dynamo_list_read_budget(
+    runs_table: str, monkeypatch: pytest.MonkeyPatch, where: str, paged: bool
+) -> None:
     """A list that runs out of Query calls returns a short page whose `last_key` resumes below
-    what it examined: following it still yields exactly the matches, newest first."""
+    what it examined: following it still yields exactly the matches, newest first — also when
+    the runs are on worker batches' pages (three to a page, pages read two at a time)."""
     from gnomon.adapters import dynamo
 
     monkeypatch.setattr(dynamo, "_LIST_READS", 5)
@@ -972,8 +976,11 @@ def test_dynamo_list_read_budget(runs_table: str, monkeypatch: pytest.MonkeyPatc
         )
         for i in range(40)
     ]
-    for rec in recs:
-        store.create(rec)
+    for i in range(0, len(recs), 3):
+        batch = recs[i : i + 3]
+        with store.listed_together([r.run_id for r in batch] if paged else [], lambda d: 30):
+            for rec in batch:
+                store.create(rec)
     kw: dict[str, Any] = {"statuses": ["completed"]} if where != "definition" else {"definition": "d1"}
     if where == "schedule":
         kw["schedule_id"] = "s1"

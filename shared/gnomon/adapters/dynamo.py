@@ -1797,7 +1797,9 @@ class DynamoRunStore:
             if not live:
                 return None
             target = unread[0] if unread else max(live, key=lambda s: str(s.frontier))
-            if not reads.take() and not unread:
+            # Out of reads: resume below `floor` — unless it is not below `upper` yet (a `pages`
+            # shard reads up to PAGE_SPAN above it), where resuming would not move on.
+            if not reads.take() and not unread and (upper is None or (floor is not None and floor < upper)):
                 return floor
             page = next(target.pages)
             for raw in page.get("Items", []):
