@@ -1094,3 +1094,37 @@ def test_dynamo_batch_pages_replace_by_time_entries(runs_table: str, monkeypatch
     items = ddb.scan(TableName=runs_table)["Items"]
     assert all("time_shard" in i for i in items if i.get("run_id", {}).get("S") in {r.run_id for r in late})
     assert ids(store.list(schedule_id=None, after=None, limit=100)) == newest_first(recs + late)
+
+
+def test_dynamo_a_run_that_outlives_its_page_gets_its_own_entry(runs_table: str) -> None:
+    """A run on a batch page is kept past the page's TTL only if its close keeps it longer than
+    the page (it stayed open for days): that close gives it a `by_time` entry of its own."""
+    import boto3
+
+    from gnomon.adapters import dynamo
+
+    ddb = boto3.client("dynamodb")
+    store = dynamo.DynamoRunStore()
+    now = datetime.now(UTC)
+    short, long_ = fired("s", T0, status="running"), fired("s", T0 + timedelta(minutes=1), status="running")
+    with store.listed_together([short.run_id, long_.run_id], lambda d: 30):
+        short, long_ = store.create(short), store.create(long_)
+
+    def item(rec: RunRecord) -> dict[str, Any]:
+        key = {"pk": {"S": "s#s"}, "sk": {"S": "r#" + dynamo._scheduled_time_key(rec.run_id)}}
+        return dict(ddb.get_item(TableName=runs_table, Key=key)["Item"])
+
+    assert (
+        "time_shard" not in item(short)
+        and int(item(short)["page_until"]["N"]) > (now + timedelta(days=30)).timestamp()
+    )
+
+    def close(rec: RunRecord, kept: timedelta) -> RunRecord:
+        done = RunRecord(**{**rec.__dict__, "status": "completed", "expires_at": now + kept})
+        return store.update(done, expected_version=rec.version)
+
+    close(short, timedelta(days=30))  # within the page's TTL
+    close(long_, timedelta(days=30 + 9))  # it closed nine days later than the page was written
+    assert "time_shard" not in item(short)
+    assert item(long_)["time_shard"] == {"S": str(shard_of(long_.run_id, TIME_SHARDS))}
+    assert ids(store.list(after=None, limit=10)) == [long_.run_id, short.run_id]  # once each

@@ -43,7 +43,9 @@ Tables (names from env at runtime; the SAM template declares the same keys and i
   The runs it lists are created without `time_shard` (so outside `by_time`); a run is listed by
   both (a page written but its answer lost) or by two pages (a batch redelivered) at worst, and
   lists merge them once. A page's entries lie within PAGE_SPAN below its key, so a list
-  bounded above by a time key reads pages up to PAGE_SPAN above it.
+  bounded above by a time key reads pages up to PAGE_SPAN above it. A page's TTL is its first
+  run's retention + a day; a run kept longer (another definition's, or one that closes days
+  later: `page_until` on the item) gets its own `by_time` entry.
 
 Storage choices: `doc` is a JSON string (exact round trip of ints/floats/nulls/key order, no
 DynamoDB type mapping to drift from the in-memory fake); schedules and runs keep it
@@ -888,6 +890,9 @@ class _RunItem(Model):
     # its own rather than a third field of `lt`: Lambdas still running the previous code during
     # a deploy parse `lt` as "<int>:<float>" and would fail on items the new code wrote.
     du = UnicodeAttribute(null=True)
+    # A run on a batch page (no `time_shard`): the epoch second its page expires. A close that
+    # keeps the run longer (it ran for days) gives it a `by_time` entry of its own.
+    page_until = NumberAttribute(null=True)
     failure_shard = UnicodeAttribute(null=True)  # "<status>#<time shard>" while failed/timed_out
     failure_key = UnicodeAttribute(null=True)  # = time_key; both absent otherwise: sparse
     # A token fresh for every write, so a writer can tell its own write from another's when the
@@ -947,7 +952,7 @@ class _BatchPage:
     run_ids: tuple[str, ...]
     retention_of: Callable[[str], int]  # a definition's run retention in days
     lock: threading.Lock = field(default_factory=threading.Lock)
-    written: bool = False
+    expires_at: datetime | None = None  # its TTL, once written
     failed: bool = False
     retention: int = 0  # the days its TTL keeps it: runs kept longer get a `by_time` entry
 
@@ -1140,33 +1145,51 @@ class DynamoRunStore:
                     if self._batch_pages.get(r) is page:
                         del self._batch_pages[r]
 
-    def _on_page(self, rec: RunRecord) -> bool:
-        """Whether an open batch page lists `rec` (written now, before its first run)."""
+    def _on_page(self, rec: RunRecord) -> datetime | None:
+        """When the open batch page that lists `rec` expires (written now, before its first run);
+        None: no page lists it."""
         with self._pages_lock:
             page = self._batch_pages.get(rec.run_id)
         if page is None:
-            return False
+            return None
         with page.lock:
             if page.failed:
-                return False
+                return None
             try:
                 days = int(page.retention_of(rec.definition))
             except Exception:  # no retention to go by: the run gets its own entry
-                return False
-            if page.written:
-                return days <= page.retention
+                return None
+            if page.expires_at is not None:
+                return page.expires_at if days <= page.retention else None
+            expires = datetime.now(UTC) + timedelta(days=days) + _PAGE_KEPT
             try:
-                self._write_pages(page.run_ids, days)
+                self._write_pages(page.run_ids, expires)
             except Exception:  # unwritten (or its answer lost): each run gets its own entry
                 page.failed = True
                 logging.getLogger("gnomon.dynamo").exception("could not write a batch page")
-                return False
-            page.written, page.retention = True, days
-            return True
+                return None
+            page.expires_at, page.retention = expires, days
+            return expires
 
-    def _write_pages(self, run_ids: Sequence[str], days: int) -> None:
+    def _outlived_page(self, item: _RunItem) -> None:
+        """A run on a page whose close keeps it past the page's TTL (it stayed open for days)
+        gets a `by_time` entry of its own now (conditional on the version just written; a later
+        write that keeps it longer does the same)."""
+        if item.time_shard is not None or item.page_until is None or item.expires_at is None:
+            return
+        if epoch_seconds(item.expires_at) <= int(item.page_until):
+            return
+        m = self._item
+        shard = str(shard_of(item.run_id, TIME_SHARDS))
+        try:
+            m(item.pk, item.sk).update([m.time_shard.set(shard)], condition=m.version == item.version)
+            item.time_shard = shard
+        except UpdateError as e:
+            if _cause_code(e) != _CONDITION_FAILED:
+                raise
+
+    def _write_pages(self, run_ids: Sequence[str], expires: datetime) -> None:
         keys = sorted(_scheduled_time_key(r) for r in run_ids)
-        expires = datetime.now(UTC) + timedelta(days=days) + _PAGE_KEPT
         p = self._page
         chunk: list[str] = []
         for key in [*keys, None]:
@@ -1205,7 +1228,6 @@ class DynamoRunStore:
             status=rec.status,
             schedule_id=rec.schedule_id,
             expires_at=rec.expires_at,
-            time_shard=None if self._on_page(rec) else str(shard_of(rec.run_id, TIME_SHARDS)),
             time_key=run_time_key(nominal, rec.run_id),
             write_token=uuid.uuid4().hex,
             lt=_lateness_attr(rec),
@@ -1216,6 +1238,11 @@ class DynamoRunStore:
             item.active_key = run_time_key(store_instant(rec.active_at), rec.run_id)
         if (failure := _failure_keys(rec)) is not None:
             item.failure_shard, item.failure_key = failure
+        page_until = self._on_page(rec)
+        if page_until is None:
+            item.time_shard = str(shard_of(rec.run_id, TIME_SHARDS))
+        else:
+            item.page_until = epoch_seconds(page_until)
         located = parse_scheduled_run_id(rec.run_id) is not None
         for attempt in range(_MAX_ATTEMPTS):
             try:
@@ -1290,6 +1317,7 @@ class DynamoRunStore:
         for attempt in range(_MAX_ATTEMPTS):
             try:
                 item.update(actions, condition=condition)  # returns ALL_NEW into `item`
+                self._outlived_page(item)
                 return self._record(item)
             except UpdateError as e:
                 code = _cause_code(e)
