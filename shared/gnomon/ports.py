@@ -310,12 +310,16 @@ class RunStore(Protocol):
         ...
 
     def listed_together(
-        self, run_ids: Sequence[str], retention_of: Callable[[str], int]
+        self,
+        run_ids: Sequence[str],
+        retention_of: Callable[[str], int],
+        definitions: Mapping[str, str] | None = None,
     ) -> AbstractContextManager[None]:
         """A block in which the runs among `run_ids` (a worker batch's firings) that `create`
         makes may be listed across schedules together (one write for the batch instead of an
         index entry each); `retention_of(definition)` answers how many days that definition's
-        runs are kept. Lists answer the same either way."""
+        runs are kept, `definitions` the definition of each run id where known. Lists answer
+        the same either way."""
         ...
 
     def release(self, hold_id: str) -> None:

@@ -1065,12 +1065,12 @@ def test_dynamo_batch_pages_replace_by_time_entries(runs_table: str, monkeypatch
     pages = [i for i in items if i["pk"]["S"].startswith("page#")]
     assert len(pages) == 6  # one per batch, two for the batch whose firings lie 5 hours apart
     for page in pages:
-        entries = json.loads(page["entries"]["S"])
+        entries = [r for r, _ in json.loads(page["entries"]["S"])]
         keys = sorted(dynamo._scheduled_time_key(r) for r in entries)
         assert page["page_key"]["S"].startswith(keys[-1] + "~")
         assert split_run_time_key(keys[-1])[0] - split_run_time_key(keys[0])[0] <= dynamo.PAGE_SPAN
         assert int(page["expires_at"]["N"]) > (datetime.now(UTC) + timedelta(days=30)).timestamp()
-    listed = sorted(r for p in pages for r in json.loads(p["entries"]["S"]))
+    listed = sorted(r for p in pages for r, _ in json.loads(p["entries"]["S"]))
     on_pages = {r.run_id for r in recs if r.run_id in listed}
     assert len(listed) == len(on_pages) + 3 + 1  # 3 never made, one run on two pages
     runs = {i["run_id"]["S"]: i for i in items if i["sk"]["S"].startswith("r#")}
@@ -1128,3 +1128,43 @@ def test_dynamo_a_run_that_outlives_its_page_gets_its_own_entry(runs_table: str)
     assert "time_shard" not in item(short)
     assert item(long_)["time_shard"] == {"S": str(shard_of(long_.run_id, TIME_SHARDS))}
     assert ids(store.list(after=None, limit=10)) == [long_.run_id, short.run_id]  # once each
+
+
+def test_dynamo_a_page_names_its_runs_definitions(runs_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the batch's definitions, a page covers its longest-kept definition (no run of it
+    needs its own entry) and a list of one definition's runs does not read the others'."""
+    import boto3
+
+    from gnomon.adapters import dynamo
+
+    ddb = boto3.client("dynamodb")
+    store = dynamo.DynamoRunStore()
+    recs = [fired(f"s{i}", T0 + timedelta(seconds=i), definition="d1" if i % 3 else "d2") for i in range(9)]
+    kept = {"d1": 30, "d2": 90}
+    with store.listed_together(
+        [r.run_id for r in recs], kept.__getitem__, {r.run_id: r.definition for r in recs}
+    ):
+        for rec in sorted(recs, key=lambda r: r.definition):  # d1's first: the page still keeps d2's
+            store.create(rec)
+    items = ddb.scan(TableName=runs_table)["Items"]
+    (page,) = [i for i in items if i["pk"]["S"].startswith("page#")]
+    assert sorted(map(tuple, json.loads(page["entries"]["S"]))) == sorted(
+        (r.run_id, r.definition) for r in recs
+    )
+    assert int(page["expires_at"]["N"]) > (datetime.now(UTC) + timedelta(days=90)).timestamp()
+    assert not [i for i in items if "time_shard" in i]
+    fetched: list[tuple[str, str]] = []
+    batch_get = store._batch_get
+
+    def spy(keys: list[tuple[str, str]]) -> Any:
+        fetched.extend(keys)
+        return batch_get(keys)
+
+    monkeypatch.setattr(store, "_batch_get", spy)
+    d2 = [r for r in recs if r.definition == "d2"]
+    assert ids(store.list(definition="d2", after=None, limit=10)) == newest_first(d2)
+    assert len(fetched) == len(d2)  # d1's runs on the same page were never read
+    samples, _ = store.run_samples(
+        schedule_id=None, definition="d2", start=T0, end=T0 + timedelta(hours=1), limit=10
+    )
+    assert len(samples) == len(d2)

@@ -34,7 +34,8 @@ Tables (names from env at runtime; the SAM template declares the same keys and i
   "plan#<day>", `gnomon.adapters.planlog_dynamo`) and worker batches' holds (pk "hold#<n>").
   **Batch pages**: a worker batch's firings are listed across schedules by one *page* item
   instead of a `by_time` entry each (an index write unit per run): pk "page#<id>", sk "page",
-  `entries` (the JSON list of the runs' ids, which encode their keys), in the `pages` GSI on
+  `entries` (a JSON list of [run id, definition or null]: the ids encode the runs' keys, the
+  definitions let a list of one definition skip the others unread), in the `pages` GSI on
   (`page_shard` = CRC-32 of the id mod 4, `page_key` = the newest entry's time key + "~<id>",
   so it sorts at or above every entry it holds) projecting `entries`. It is written when the
   batch creates its first run (`listed_together`), before that run, and lists every firing of
@@ -939,7 +940,7 @@ class _PageItem(Model):
     sk = UnicodeAttribute(range_key=True)
     page_shard = UnicodeAttribute()
     page_key = UnicodeAttribute()  # "<newest entry's time key>~<id>"
-    entries = UnicodeAttribute()  # JSON list of run ids (scheduled run ids: they encode their keys)
+    entries = UnicodeAttribute()  # JSON [[run id, definition or null], …] (run ids encode their keys)
     expires_at = TTLAttribute()
 
     pages = _RunPages()
@@ -951,6 +952,7 @@ class _BatchPage:
 
     run_ids: tuple[str, ...]
     retention_of: Callable[[str], int]  # a definition's run retention in days
+    definitions: dict[str, str]  # run id -> its definition, where the batch's message named it
     lock: threading.Lock = field(default_factory=threading.Lock)
     expires_at: datetime | None = None  # its TTL, once written
     failed: bool = False
@@ -1022,11 +1024,13 @@ def _scheduled_time_key(run_id: str) -> str:
     return run_time_key(store_instant(parsed[2]), run_id)
 
 
-def _page_entries(raw: Any, m: type[_RunItem]) -> Iterator[_Candidate]:
-    """The runs a page item (as a Query returned it) lists, as candidates to BatchGet."""
-    for run_id in json.loads(raw["entries"]["S"]):
+def _page_entries(raw: Any, definition: str | None = None) -> Iterator[_Candidate]:
+    """The runs a page item (as a Query returned it) lists, as candidates to BatchGet; with
+    `definition`, not those the page knows to be another definition's."""
+    for entry in json.loads(raw["entries"]["S"]):
+        run_id, of = (entry, None) if isinstance(entry, str) else (entry[0], entry[1])
         parsed = parse_scheduled_run_id(run_id)
-        if parsed is None:
+        if parsed is None or (definition is not None and of is not None and of != definition):
             continue
         key = run_time_key(store_instant(parsed[2]), run_id)
         yield _Candidate(key, run_partition(parsed[0], ""), _RUN_SK_PREFIX + key, None)
@@ -1124,15 +1128,23 @@ class DynamoRunStore:
         self._connection = _connection()
 
     @contextlib.contextmanager
-    def listed_together(self, run_ids: Sequence[str], retention_of: Callable[[str], int]) -> Iterator[None]:
+    def listed_together(
+        self,
+        run_ids: Sequence[str],
+        retention_of: Callable[[str], int],
+        definitions: Mapping[str, str] | None = None,
+    ) -> Iterator[None]:
         """Within the block, the runs among `run_ids` (a worker batch's firings) that `create`
         makes are listed across schedules by one page item, written before the first of them,
         instead of a `by_time` entry each. `retention_of(definition)`: the days that
-        definition's runs are kept (the page's TTL follows the first run's; a run kept longer
+        definition's runs are kept; `definitions`: the definition of each run id where known
+        (the page names them, so a list of one definition's runs skips the others unread, and
+        its TTL covers the longest-kept of them and the first run's; a run kept longer still
         gets its own entry)."""
         page = _BatchPage(
             run_ids=tuple(r for r in run_ids if parse_scheduled_run_id(r) is not None),
             retention_of=retention_of,
+            definitions=dict(definitions or {}),
         )
         with self._pages_lock:
             for r in page.run_ids:
@@ -1161,9 +1173,12 @@ class DynamoRunStore:
                 return None
             if page.expires_at is not None:
                 return page.expires_at if days <= page.retention else None
+            for name in set(page.definitions.values()) - {rec.definition}:
+                with contextlib.suppress(Exception):  # unknown: its runs are checked when made
+                    days = max(days, int(page.retention_of(name)))
             expires = datetime.now(UTC) + timedelta(days=days) + _PAGE_KEPT
             try:
-                self._write_pages(page.run_ids, expires)
+                self._write_pages(page.run_ids, expires, {**page.definitions, rec.run_id: rec.definition})
             except Exception:  # unwritten (or its answer lost): each run gets its own entry
                 page.failed = True
                 logging.getLogger("gnomon.dynamo").exception("could not write a batch page")
@@ -1188,7 +1203,7 @@ class DynamoRunStore:
             if _cause_code(e) != _CONDITION_FAILED:
                 raise
 
-    def _write_pages(self, run_ids: Sequence[str], expires: datetime) -> None:
+    def _write_pages(self, run_ids: Sequence[str], expires: datetime, definitions: Mapping[str, str]) -> None:
         keys = sorted(_scheduled_time_key(r) for r in run_ids)
         p = self._page
         chunk: list[str] = []
@@ -1208,7 +1223,10 @@ class DynamoRunStore:
                 _PAGE_SK,
                 page_shard=str(shard_of(page_id, PAGE_SHARDS)),
                 page_key=f"{chunk[-1]}~{page_id}",
-                entries=json.dumps([split_run_time_key(k)[1] for k in chunk]),
+                entries=json.dumps(
+                    [[r, definitions.get(r)] for r in (split_run_time_key(k)[1] for k in chunk)],
+                    separators=(",", ":"),
+                ),
                 expires_at=expires,
             ).save(condition=p.pk.does_not_exist())
             chunk = [key] if key is not None else []
@@ -1510,7 +1528,7 @@ class DynamoRunStore:
                     limit=limit + 1,
                 )
                 keys.extend((str(k.time_key), k.pk, k.sk) for k in entries if k.time_key < upper)
-            keys.extend(self._page_keys(lower, upper, limit))
+            keys.extend(self._page_keys(lower, upper, limit, definition))
             keys = sorted(set(keys), reverse=True)  # a run on two pages counts once
             cut = len(keys) > limit + 1
             found = list(m.batch_get([(pk, sk) for _, pk, sk in keys[: limit + 1]], attributes_to_get=attrs))
@@ -1543,7 +1561,9 @@ class DynamoRunStore:
             samples.append(RunSample(nominal, str(item.status), lateness, duration))
         return samples, truncated
 
-    def _page_keys(self, lower: str, upper: str, limit: int) -> builtins.list[tuple[str, str, str]]:
+    def _page_keys(
+        self, lower: str, upper: str, limit: int, definition: str | None
+    ) -> builtins.list[tuple[str, str, str]]:
         """(time key, pk, sk) of the newest limit + 1 runs per `pages` shard in [lower, upper)."""
         p = self._page
         out: builtins.list[tuple[str, str, str]] = []
@@ -1557,7 +1577,7 @@ class DynamoRunStore:
                 page_size=100,
             ).page_iter:
                 for item in raw.get("Items", []):
-                    for c in _page_entries(item, self._item):
+                    for c in _page_entries(item, definition):
                         if lower <= c.key < upper and c.key not in cands:
                             cands[c.key] = c
                             bisect.insort(found, c.key)
@@ -1834,7 +1854,7 @@ class DynamoRunStore:
                 if target.paged:
                     found = [
                         c
-                        for c in _page_entries(raw, m)
+                        for c in _page_entries(raw, definition)
                         if c.key >= lower and (upper is None or c.key < upper)
                     ]
                 else:

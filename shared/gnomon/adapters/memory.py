@@ -702,7 +702,12 @@ class MemoryRunStore:
             self._holds.pop(hold_id, None)
 
     @contextlib.contextmanager
-    def listed_together(self, run_ids: Sequence[str], retention_of: Callable[[str], int]) -> Iterator[None]:
+    def listed_together(
+        self,
+        run_ids: Sequence[str],
+        retention_of: Callable[[str], int],
+        definitions: Mapping[str, str] | None = None,
+    ) -> Iterator[None]:
         yield  # every run is listed from memory alike
 
     def expired_holds(self, until: datetime, *, limit: int) -> builtins.list[Hold]:

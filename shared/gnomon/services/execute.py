@@ -359,6 +359,7 @@ class Executor:
         claimed = [(b, claimed_run_id(b)) for b in bodies]
         run_ids = [r for _, r in claimed if r is not None]
         firings = [r for b, r in claimed if r is not None and b.get("kind") == "firing"]
+        named = {r: str(b["definition"]) for b, r in claimed if r is not None and b.get("definition")}
         hold = BatchHold(run_ids=tuple(run_ids))
         held = len(run_ids) >= HOLD_MIN_RUNS
         with self._cache_lock:
@@ -367,7 +368,7 @@ class Executor:
                 for r in run_ids:
                     self._held[r] = hold
         try:
-            with self._runs.listed_together(firings, self._retention_of):
+            with self._runs.listed_together(firings, self._retention_of, named):
                 yield hold
         finally:
             with self._cache_lock:
