@@ -44,9 +44,10 @@ Tables (names from env at runtime; the SAM template declares the same keys and i
   The runs it lists are created without `time_shard` (so outside `by_time`); a run is listed by
   both (a page written but its answer lost) or by two pages (a batch redelivered) at worst, and
   lists merge them once. A page's entries lie within PAGE_SPAN below its key, so a list
-  bounded above by a time key reads pages up to PAGE_SPAN above it. A page's TTL is its first
-  run's retention + a day; a run kept longer (another definition's, or one that closes days
-  later: `page_until` on the item) gets its own `by_time` entry.
+  bounded above by a time key reads pages up to PAGE_SPAN above it. A page's TTL is the
+  longest retention among its runs' definitions (those the batch's messages name, and its first
+  run's) + a day; a run kept longer (a definition not named, or a run that closes days later:
+  `page_until` on the item) gets its own `by_time` entry.
 
 Storage choices: `doc` is a JSON string (exact round trip of ints/floats/nulls/key order, no
 DynamoDB type mapping to drift from the in-memory fake); schedules and runs keep it
