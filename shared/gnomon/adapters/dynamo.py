@@ -1205,7 +1205,7 @@ class DynamoRunStore:
                 raise
 
     def _write_pages(self, run_ids: Sequence[str], expires: datetime, definitions: Mapping[str, str]) -> None:
-        keys = sorted(_scheduled_time_key(r) for r in run_ids)
+        keys = sorted({_scheduled_time_key(r) for r in run_ids})  # a message delivered twice in a batch
         p = self._page
         chunk: list[str] = []
         for key in [*keys, None]:
