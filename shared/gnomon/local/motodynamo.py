@@ -52,7 +52,7 @@ __all__ = ["speed_up_moto_dynamodb_query", "speed_up_moto_dynamodb_responses", "
 _MARK = "__gnomon_fast_query__"
 _local = threading.local()
 
-# DynamoDB actions that never write: every other request moves the write generation on.
+# DynamoDB actions that never write: every other request drops the gathered partitions.
 _READS = frozenset(
     {
         "BatchGetItem",
