@@ -241,9 +241,14 @@ def test_runs_filter_by_status_chip(dev_stack: DevProcess, browser: Any, schedul
     assert chip.get_attribute("aria-pressed") == "false"
     chip.click()
     assert wait_for(lambda: "status=completed" in browser.current_url)
-    wait_for(lambda: css(browser, "#runs-table tbody tr"))
-    statuses = {r.find_element("css selector", ".chip").text for r in css(browser, "#runs-table tbody tr")}
-    assert statuses == {"completed"}
+
+    def shown() -> set[str]:  # the statuses of the rows on screen now (none while it reloads)
+        return {r.find_element("css selector", ".chip").text for r in css(browser, "#runs-table tbody tr")}
+
+    # The rows shown before the click may still be there, or none while the filtered list loads:
+    # wait for the filtered rows (a stale row raises, which wait_for counts as not yet).
+    wait_for(lambda: shown() == {"completed"})
+    assert shown() == {"completed"}
     open_page(browser, dev_stack, "/runs?schedule=no-such-schedule")
     wait_text(browser, "main", "No runs match these filters.")
 
