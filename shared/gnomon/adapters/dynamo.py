@@ -1562,6 +1562,16 @@ class DynamoRunStore:
             samples.append(RunSample(nominal, str(item.status), lateness, duration))
         return samples, truncated
 
+    def _page_condition(self, lower: str, upper: str | None) -> Condition | None:
+        """The page keys whose pages may hold entries in [lower, upper): a page's key is at or
+        above every entry it holds, and at most PAGE_SPAN above the oldest."""
+        p = self._page
+        if upper is None:
+            return p.page_key >= lower if lower else None
+        if not lower:  # a key may not be compared with an empty string
+            return p.page_key < _page_upper(upper)
+        return p.page_key.between(lower, _page_upper(upper))
+
     def _page_keys(
         self, lower: str, upper: str, limit: int, definition: str | None
     ) -> builtins.list[tuple[str, str, str]]:
@@ -1573,7 +1583,7 @@ class DynamoRunStore:
             cands: dict[str, _Candidate] = {}
             for raw in p.pages.query(
                 str(shard),
-                p.page_key.between(lower, _page_upper(upper)),
+                self._page_condition(lower, upper),
                 scan_index_forward=False,
                 page_size=100,
             ).page_iter:
@@ -1809,13 +1819,7 @@ class DynamoRunStore:
         if failures is None:
             # Batch pages (their entries carry no definition: `_collect` filters on the items).
             p = self._page
-            page_cond: Condition | None
-            if upper is None:
-                page_cond = p.page_key >= lower if lower else None
-            elif not lower:
-                page_cond = p.page_key < _page_upper(upper)
-            else:
-                page_cond = p.page_key.between(lower, _page_upper(upper))
+            page_cond = self._page_condition(lower, upper)
             shards += [
                 _TimeShard(
                     p.pages.query(
