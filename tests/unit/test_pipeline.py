@@ -784,6 +784,35 @@ def test_a_redelivery_after_its_run_closed_is_a_duplicate_and_counts_nothing(p: 
     assert counters["actions"] == 2 and counters["skipped_overlap"] == 0
 
 
+def test_a_copy_that_creates_the_run_on_another_copys_ledger_count_counts_it_once(p: Pipeline) -> None:
+    """Copy A's ledger write starts the firing and counts its action; copy B, delivered at the
+    same time, sees it started (counted by A) and creates the run first. A's create then finds
+    the run: the action it counted is the run's, not one to take back. A late copy C, after the
+    run closed and left the ledger, counts again on entering it and takes that back."""
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    sent = p.queue.drain()
+    body = sent[0][0]
+    p.clock.advance(10)
+    real_create = p.run_store.create
+    copies: list[str] = []
+
+    def create_after_the_other_copy(rec: Any) -> Any:
+        p.run_store.create = real_create  # type: ignore[method-assign]
+        copies.append(p.s.executor.handle(body).outcome)  # B, between A's ledger write and create
+        return real_create(rec)
+
+    p.run_store.create = create_after_the_other_copy  # type: ignore[method-assign]
+    copies.append(p.s.executor.handle(body).outcome)  # A
+    assert copies == ["ran", "duplicate"]
+    assert p.s.schedules.describe("s")["info"]["counters"]["actions"] == 1
+    p.clock.advance(10)
+    assert p.s.executor.handle(sent[1][0]).outcome == "ran"  # its arrival drops the closed run
+    assert p.s.executor.handle(body).outcome == "duplicate"  # C
+    assert [r.status for r in p.runs()] == ["completed", "completed"]
+    assert p.s.schedules.describe("s")["info"]["counters"]["actions"] == 2
+    assert len(p.target.calls) == 2
+
+
 def test_a_redelivery_while_a_later_run_holds_the_place_is_still_a_duplicate(p: Pipeline) -> None:
     held = p.hold()
     p.schedule(spec={"intervals": [{"every_seconds": 10}]})

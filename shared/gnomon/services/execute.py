@@ -525,6 +525,10 @@ class Executor:
             memo=sched.doc.get("memo", {}),
         )
         doc["previous_nominal_time"] = body.get("previous_nominal_time")
+        # Whose count the run's action is: its creator's own (`self`: its ledger write counted
+        # it, or the add below will), or a ledger write of another copy of this firing that the
+        # creator found already started (`ledger`: that copy keeps its count, see `_keeps_count`).
+        doc["action_counted"] = "ledger" if verdict == "started" else "self"
         if verdict == "buffer":
             return self._buffer_firing(sched, doc, body["nominal_time"])
         timeout = _timeout(definition.doc, sched.doc)
@@ -543,7 +547,7 @@ class Executor:
         try:
             rec = self._runs.create(rec)
         except AlreadyExists:
-            if not action and verdict != "started":
+            if not action and verdict != "started" and not self._keeps_count(run_id):
                 # this call's ledger write counted an action that is someone else's: take it back
                 self._schedules.add_counters(sid, {"actions": -1})
             self._count_down(sched, body["nominal_time"], consume=False)
@@ -554,6 +558,26 @@ class Executor:
         self._count_down(sched, body["nominal_time"], consume=True)
         handled = self._invoke(rec, definition.doc, sched.doc, recent=recent)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
+
+    def _keeps_count(self, run_id: str) -> bool:
+        """Whether the action this copy's ledger write counted is the one the run's creator
+        relied on (it found the firing started and counted nothing): claimed once, with a
+        conditional write, so a later copy that enters the ledger again (after the run closed
+        and left it) takes its own count back. Rare: a copy that lost the race to create."""
+        for _ in range(5):
+            try:
+                run = self._runs.get(run_id)
+            except NotFound:
+                return False
+            if run.doc.get("action_counted") != "ledger":
+                return False
+            doc = {**run.doc, "action_counted": "ledger_kept"}
+            try:
+                self._runs.update(_replace(run, doc, run.status, run.active_at), expected_version=run.version)
+                return True
+            except Conflict:
+                continue
+        return False
 
     def _history_off(self, definition: str) -> bool:
         try:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # a type only: the worker (execute) imports the control funct
 
 HIDDEN = frozenset(
     {
+        "action_counted",
         "attempts",
         "events",
         "callback_token",
