@@ -37,7 +37,7 @@ from gnomon.services.execute import BatchHold, Executor
 from gnomon.services.notify import Notifier, PublishingScheduleStore, RunPublisher
 from gnomon.services.ops import Ops
 from gnomon.services.pagetoken import PageTokens
-from gnomon.services.runs import Runs
+from gnomon.services.runs import RecordingRunStore, Runs
 from gnomon.services.schedules import Schedules
 from gnomon.services.stats import CountingRunStore, Stats, StatsStore
 from gnomon.services.tick import TICK_SECONDS, Ticker
@@ -70,6 +70,8 @@ class Services:
         """A worker batch (`bodies`: its messages): its run counters summed and written once at
         its end, each definition read once, its runs held by one item (`Executor.per_batch`)."""
         store = self.run_store
+        if isinstance(store, RecordingRunStore):
+            store = store.wrapped
         counting = store.deferred() if isinstance(store, CountingRunStore) else contextlib.nullcontext()
         with counting, self.executor.per_batch(bodies) as hold:
             yield hold
@@ -157,6 +159,8 @@ def build(
         worker_id=worker_id,
         retention_days=retention_days,
     )
+    # The API's runs: a firing claimed by its ledger write alone is recorded when asked for.
+    run_store = RecordingRunStore(run_store, executor.materialize)
     runs = Runs(
         run_store, catalog, queue, clock, tokens, executor, schedule_store, retention_days=retention_days
     )

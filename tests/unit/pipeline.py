@@ -53,6 +53,38 @@ class ScriptedTarget:
         return self.script(inv)
 
 
+class _Held(dict[str, Any]):
+    """Held attempts by run id: their run records as the worker left them when the attempt
+    answered (`snapshot`, after each delivery) — a scheduled firing claimed by its ledger write
+    alone is written only then —, else as read when taken."""
+
+    def __init__(self, store: RunStore) -> None:
+        super().__init__()
+        self._store = store
+
+    def snapshot(self) -> None:
+        for run_id, rec in list(super().items()):
+            if rec is None:
+                super().__setitem__(run_id, self._store.get(run_id))
+
+    def _record(self, run_id: str, rec: Any) -> RunRecord:
+        return rec if rec is not None else self._store.get(run_id)
+
+    def __getitem__(self, run_id: str) -> RunRecord:
+        return self._record(run_id, super().__getitem__(run_id))
+
+    def pop(self, run_id: str, *default: Any) -> RunRecord:  # type: ignore[override]
+        if run_id not in self and default:
+            return default[0]  # type: ignore[no-any-return]
+        return self._record(run_id, super().pop(run_id))
+
+    def values(self) -> Any:  # type: ignore[override]
+        return [self._record(r, v) for r, v in super().items()]
+
+    def items(self) -> Any:  # type: ignore[override]
+        return [(r, self._record(r, v)) for r, v in super().items()]
+
+
 class Pipeline:
     def __init__(self, *, horizon: float = 60.0, backend: str = "memory") -> None:
         self.clock = FakeClock()
@@ -96,7 +128,7 @@ class Pipeline:
         )
         self.s.executor._sleep = self.clock.sleep  # type: ignore[attr-defined]
         self.pending: list[tuple[datetime, dict[str, Any]]] = []
-        self.held: dict[str, RunRecord] = {}
+        self.held: dict[str, Any] = {}
 
     def definition(self, name: str = "job", **extra: Any) -> None:
         body = DefinitionBody.model_validate(
@@ -123,16 +155,20 @@ class Pipeline:
         while self.pending and self.pending[0][0] <= self.clock.now():
             _, body = self.pending.pop(0)
             handled += [self.s.executor.handle(body) for _ in range(copies)]
+            if isinstance(self.held, _Held):
+                self.held.snapshot()
             self.collect()
         return handled
 
-    def hold(self) -> dict[str, RunRecord]:
+    def hold(self) -> dict[str, Any]:
         """Make the target slow: each attempt stays open (running) until `finish` ends it, as a
         worker still inside a long call would. Answers the held attempts by run id."""
-        held: dict[str, RunRecord] = {}
+        held = _Held(self.run_store)
 
         def script(inv: Invocation) -> Outcome:
-            held[inv.run_id] = self.run_store.get(inv.run_id)  # as the worker claimed it
+            # A scheduled firing claimed by its ledger write alone is written when the attempt
+            # answers (accepted: running): the held record is read when a test takes it.
+            held[inv.run_id] = None
             return Outcome(status="accepted")
 
         self.target.script = script

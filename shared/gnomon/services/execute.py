@@ -40,6 +40,7 @@ from gnomon.domain.runs import (
     RunStatus,
     cap_json,
     check_transition,
+    parse_scheduled_run_id,
     retry_delay,
     scheduled_run_id,
 )
@@ -498,14 +499,31 @@ class Executor:
         # the previous firing's) and the target's last_success_time both come from this page.
         recent = self._runs.recent(sid, limit=RECENT_PAGE)
         action = {"actions": 1}  # emptied when the ledger's write counted it
-        verdict, _ = self._ledger(
+        timeout = _timeout(definition.doc, sched.doc)
+        lease_until = now + timedelta(seconds=timeout) + LEASE_GRACE
+        verdict, written = self._ledger(
             sid,
             gen,
             arrival={"run_id": run_id, "overlap": None, "since": fmt(now)},
             read=sched,
             counted=action,
             known={r.run_id: r for r in recent},
+            deferred=_deferral(definition, body, self._worker_id, lease_until),
         )
+        entry = _running_entry(written, run_id)
+        if entry is not None and entry.get("d") is not None and written is not None:
+            if verdict == "start":
+                # Claimed by the ledger's write alone: the run is written once, when its
+                # attempt ends (`_record_deferred`).
+                return self._fire_deferred(written, entry, definition, recent, body)
+            if verdict == "started":
+                # Another copy of this firing claimed it that way and may be running it: record
+                # the run now, under that copy's lease — its end updates this record, and if it
+                # died the lease expires to the sweep as any claimed run's does.
+                self.materialize_entry(written, entry)
+                self._count_down(sched, body["nominal_time"], consume=False)
+                self._release_if_closed(run_id)
+                return Handled("duplicate", run_id)
         if verdict == "gone":
             return Handled("deleted", run_id)
         if verdict in SKIP_COUNTERS:
@@ -531,10 +549,8 @@ class Executor:
         doc["action_counted"] = "ledger" if verdict == "started" else "self"
         if verdict == "buffer":
             return self._buffer_firing(sched, doc, body["nominal_time"])
-        timeout = _timeout(definition.doc, sched.doc)
         doc["events"].append({"time": fmt(now), "type": "scheduled", "details": {"actual_time": fmt(now)}})
         _begin_attempt(doc, 1, self._worker_id, now, timeout)
-        lease_until = now + timedelta(seconds=timeout) + LEASE_GRACE
         rec = RunRecord(
             run_id=run_id,
             doc=doc,
@@ -558,6 +574,52 @@ class Executor:
         self._count_down(sched, body["nominal_time"], consume=True)
         handled = self._invoke(rec, definition.doc, sched.doc, recent=recent)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
+
+    def _fire_deferred(
+        self,
+        sched: ScheduleRecord,
+        entry: JSON,
+        definition: CatalogRecord,
+        recent: list[RunRecord],
+        body: JSON,
+    ) -> Handled:
+        """A firing claimed by its ledger write alone (`_deferral`): the target is called and the
+        run written once, with the attempt's outcome — one write instead of a create and a close.
+        Until then the run is in the ledger's entry, which `materialize` turns into its record
+        for whoever needs it earlier (the API, another copy of the firing, the next arrival
+        once the entry's lease is over): the end of the attempt then updates that record."""
+        rec = deferred_run(sched, entry)
+        self._count_down(sched, body["nominal_time"], consume=True)
+        handled = self._invoke(rec, definition.doc, sched.doc, recent=recent, unrecorded=True)
+        lateness = (parse(entry["since"]) - parse(body["scheduled_time"])).total_seconds() * 1000
+        return replace(handled, lateness_ms=lateness)
+
+    def materialize(self, run_id: str) -> RunRecord | None:
+        """The record of a scheduled run that so far lives only in its schedule's ledger (its
+        first attempt runs, claimed by the ledger's write, `_fire_deferred`): written now, as
+        running under that attempt's lease; None when the ledger holds no such run."""
+        parsed = parse_scheduled_run_id(run_id)
+        if parsed is None:
+            return None
+        try:
+            sched = self._schedules.get(parsed[0])
+        except NotFound:
+            return None
+        entry = _running_entry(sched, run_id)
+        if sched.generation != parsed[1] or entry is None or entry.get("d") is None:
+            return None
+        return self.materialize_entry(sched, entry)
+
+    def materialize_entry(self, sched: ScheduleRecord, entry: JSON) -> RunRecord | None:
+        rec = deferred_run(sched, entry)
+        rec = replace(rec, active_at=parse(entry["d"]["until"]))  # its lease entry: the sweep's
+        try:
+            return self._runs.create(rec)
+        except AlreadyExists:
+            try:
+                return self._runs.get(rec.run_id)
+            except NotFound:
+                return None
 
     def _keeps_count(self, run_id: str) -> bool:
         """Whether the action this copy's ledger write counted is the one the run's creator
@@ -898,6 +960,7 @@ class Executor:
         read: ScheduleRecord | None = None,
         counted: dict[str, int] | None = None,
         known: Mapping[str, RunRecord] | None = None,
+        deferred: JSON | None = None,
     ) -> tuple[str, ScheduleRecord | None]:
         """One conditional write of a schedule's overlap ledger: `release` leaves what counts as
         running, `arrival` joins the waiting runs, and the overlap policy decides what starts,
@@ -905,7 +968,11 @@ class Executor:
         skipped, canceled or terminated. Answers what became of `arrival` — `start`, `started`
         (an earlier call let it start: a redelivery), `buffer`, `overlap` or `buffer_full`
         (skipped), `gone` (no such schedule), or `none` without an arrival — and the schedule as
-        written (or read)."""
+        written (or read). `deferred`: the arrival is a scheduled firing that may be claimed by
+        this write alone (`_deferral`): its entry keeps what its record will be made of, unless
+        the ledger started a firing of the same schedule at or after its nominal time that way
+        before (`deferred_hw`) — a late or repeated copy, which takes the create-first path that
+        finds a record already written."""
         for _ in range(LEDGER_TRIES):
             now = self._clock.now()
             try:
@@ -939,7 +1006,7 @@ class Executor:
             if running and (verify or decision.blocked):
                 # Before anything waits for them, make sure the runs in the ledger still run
                 # (the caller's runs serve the first try only, as its schedule read does).
-                running, resend = self._verify(running, now, known or {})
+                running, resend = self._verify(running, now, known or {}, rec)
                 decision = decide(queue, len(running), policy, cap)
             if decision.terminate:
                 # Terminated at once — before the write, so the ledger never forgets a run that
@@ -952,6 +1019,13 @@ class Executor:
                 {"run_id": e["run_id"], "since": fmt(now)} for e in decision.start if _tracked(e, policy, cap)
             ]
             new_doc = dict(doc)
+            if deferred is not None and arrival is not None:
+                high = doc.get("deferred_hw")
+                if high is None or parse(deferred["n"]) > parse(high):
+                    for e in started:
+                        if e["run_id"] == arrival["run_id"]:
+                            e["d"] = {k: v for k, v in deferred.items() if k != "n"}
+                            new_doc["deferred_hw"] = deferred["n"]
             new_flight: JSON = {"running": running + started, "buffer": decision.buffer}
             if new_flight["running"] or new_flight["buffer"]:
                 # The watchdog is for what nobody else would notice: a run left waiting in the
@@ -1011,7 +1085,11 @@ class Executor:
                     self._ledger(rec.schedule_id, rec.generation, release=e["run_id"])
 
     def _verify(
-        self, running: list[JSON], now: datetime, known: Mapping[str, RunRecord]
+        self,
+        running: list[JSON],
+        now: datetime,
+        known: Mapping[str, RunRecord],
+        sched: ScheduleRecord | None = None,
     ) -> tuple[list[JSON], list[str]]:
         """The ledger's running entries whose runs still count as running, and those of them that
         were started from the buffer but are still waiting for their run message (sent again:
@@ -1024,7 +1102,13 @@ class Executor:
             try:
                 run = known.get(e["run_id"]) or self._runs.get(e["run_id"])
             except NotFound:
-                if parse(e["since"]) > now - UNWRITTEN_GRACE:
+                if e.get("d") is not None:
+                    # Claimed by the ledger write alone: running until its lease ends; then
+                    # recorded (as running, its lease over) for the sweep to close as lost.
+                    if parse(e["d"]["until"]) <= now and sched is not None:
+                        self.materialize_entry(sched, e)
+                    alive.append(e)
+                elif parse(e["since"]) > now - UNWRITTEN_GRACE:
                     alive.append(e)  # its worker is between the ledger write and the run's
                 continue
             if counts_as_running(run, now):
@@ -1098,6 +1182,10 @@ class Executor:
 
         now = self._clock.now()
         stop = run_api.cancel_run if status == RunStatus.canceled.value else run_api.terminate_run
+        try:
+            self._runs.get(run_id)
+        except NotFound:
+            self.materialize(run_id)  # a run claimed by the ledger alone is stopped as any other
         with contextlib.suppress(AlreadyClosed, Conflict, NotFound):  # closed meanwhile, or gone
             stop(self._runs, run_id, reason, now, retention_days=self._retention)
         try:
@@ -1163,6 +1251,7 @@ class Executor:
         sched_doc: JSON | None,
         *,
         recent: list[RunRecord] | None = None,
+        unrecorded: bool = False,
     ) -> Handled:
         doc = run.doc
         inv = Invocation(
@@ -1188,7 +1277,7 @@ class Executor:
             outcome = self._invoker.invoke(inv)
         except Exception as exc:  # an invoker bug must still close the attempt
             outcome = Outcome(status="failed", error={"code": "internal_error", "message": repr(exc)})
-        return self._close(run, outcome, definition, sched_doc)
+        return self._close(run, outcome, definition, sched_doc, unrecorded=unrecorded)
 
     def _start_task(
         self, run: RunRecord, inv: Invocation, definition: JSON, sched_doc: JSON | None
@@ -1323,11 +1412,15 @@ class Executor:
         definition: JSON,
         sched_doc: JSON | None,
         extra: JSON | None = None,
+        *,
+        unrecorded: bool = False,
     ) -> Handled:
         """Record the attempt's outcome with a write conditioned on the version that holds the
-        lease (`extra`: fields the same write adds to the run's document)."""
+        lease (`extra`: fields the same write adds to the run's document). `unrecorded`: the
+        run is not written yet (`_fire_deferred`): this write creates it — unless someone
+        recorded it meanwhile (`materialize`), whose record is then updated as usual."""
         retry = _retry(definition, sched_doc)
-        for _ in range(5):
+        for _ in range(6):
             now = self._clock.now()
             doc = {**run.doc, **(extra or {})}
             attempt = int(doc["attempt"])
@@ -1341,7 +1434,16 @@ class Executor:
             if status in FINAL:
                 new = _closed(new, now, _retention_days(definition, self._retention))
             try:
-                saved = self._runs.update(new, expected_version=run.version)
+                if unrecorded:
+                    saved = self._runs.create(new)
+                else:
+                    saved = self._runs.update(new, expected_version=run.version)
+            except AlreadyExists:
+                unrecorded = False
+                run = self._runs.get(run.run_id)
+                if run.status in (RunStatus.canceled.value, RunStatus.terminated.value):
+                    return self._keep_late_finish(run, outcome)
+                continue
             except Conflict:
                 run = self._runs.get(run.run_id)
                 if run.status in (RunStatus.canceled.value, RunStatus.terminated.value):
@@ -1469,7 +1571,16 @@ def _retention_days(definition: JSON, default: int) -> int:
     return int((definition.get("history") or {}).get("retention_days", default))
 
 
-def _begin_attempt(doc: JSON, attempt: int, owner: str, now: datetime, timeout: int) -> None:
+def _begin_attempt(
+    doc: JSON,
+    attempt: int,
+    owner: str,
+    now: datetime,
+    timeout: int,
+    *,
+    token: str | None = None,
+    expires: str | None = None,
+) -> None:
     if doc["status"] != RunStatus.running.value:
         check_transition(doc["status"], RunStatus.running.value)
     doc["status"] = RunStatus.running.value
@@ -1478,8 +1589,11 @@ def _begin_attempt(doc: JSON, attempt: int, owner: str, now: datetime, timeout: 
     doc.pop("next_attempt", None)
     doc.pop("next_attempt_at", None)
     doc["started_at"] = doc.get("started_at") or fmt(now)
-    doc["callback_token"] = secrets.token_urlsafe(24)
-    doc["lease"] = {"owner": owner, "expires_at": fmt(now + timedelta(seconds=timeout) + LEASE_GRACE)}
+    doc["callback_token"] = token or secrets.token_urlsafe(24)
+    doc["lease"] = {
+        "owner": owner,
+        "expires_at": expires or fmt(now + timedelta(seconds=timeout) + LEASE_GRACE),
+    }
     doc["attempts"] = [
         *doc.get("attempts", []),
         {
@@ -1570,6 +1684,68 @@ def _closed(run: RunRecord, now: datetime, retention_days: int) -> RunRecord:
 
 def _deletes_itself(doc: JSON) -> bool:
     return bool(doc["policies"].get("action_after_completion") == "delete")
+
+
+def _deferral(definition: CatalogRecord, body: JSON, owner: str, lease_until: datetime) -> JSON | None:
+    """What a firing's ledger entry keeps when its ledger write alone claims it (`_ledger`'s
+    `deferred`): enough to write its record as it was at the claim (`deferred_run`). Not for a
+    `task` target (its attempt is a task that needs the run) nor a message without its
+    scheduled time."""
+    if definition.doc["target"].get("type") == "task" or not body.get("scheduled_time"):
+        return None
+    return {
+        "n": body["nominal_time"],
+        "sch": body["scheduled_time"],
+        "prev": body.get("previous_nominal_time"),
+        "v": definition.version,
+        "own": owner,
+        "tok": secrets.token_urlsafe(24),
+        "until": fmt(lease_until),
+    }
+
+
+def _running_entry(rec: ScheduleRecord | None, run_id: str) -> JSON | None:
+    if rec is None:
+        return None
+    for e in (rec.doc.get("flight") or {}).get("running", []):
+        if e.get("run_id") == run_id:
+            return dict(e)
+    return None
+
+
+def deferred_run(sched: ScheduleRecord, entry: JSON) -> RunRecord:
+    """The record of a firing claimed by its ledger write alone, as it was at the claim: its
+    first attempt running under the entry's lease, with the callback token its target got."""
+    d = entry["d"]
+    parsed = parse_scheduled_run_id(entry["run_id"])
+    assert parsed is not None
+    sid, gen, nominal = parsed
+    since = parse(entry["since"])
+    doc = new_run_doc(
+        run_id=entry["run_id"],
+        definition=sched.definition,
+        definition_version=d.get("v"),
+        schedule_id=sid,
+        generation=gen,
+        nominal=nominal,
+        scheduled=parse(d["sch"]),
+        trigger="schedule",
+        input_=sched.doc.get("input"),
+        memo=sched.doc.get("memo", {}),
+    )
+    doc["previous_nominal_time"] = d.get("prev")
+    doc["action_counted"] = "self"
+    doc["events"].append({"time": fmt(since), "type": "scheduled", "details": {"actual_time": fmt(since)}})
+    _begin_attempt(doc, 1, str(d.get("own", "worker")), since, 0, token=d.get("tok"), expires=d["until"])
+    return RunRecord(
+        run_id=entry["run_id"],
+        doc=doc,
+        schedule_id=sid,
+        definition=sched.definition,
+        nominal_time=nominal,
+        status=RunStatus.running.value,
+        active_at=None,
+    )
 
 
 def _lazy_release(rec: ScheduleRecord, waiting: list[JSON], flight: JSON) -> bool:

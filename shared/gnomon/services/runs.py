@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -46,6 +47,65 @@ HIDDEN = frozenset(
 )
 LIST_HIDDEN = HIDDEN | {"input", "result", "error", "memo", "inbox", "details"}
 RETRYABLE = frozenset({RunStatus.failed, RunStatus.timed_out, RunStatus.canceled, RunStatus.terminated})
+
+
+def _in_flight(
+    schedules: ScheduleStore | None,
+    schedule: str | None,
+    definition: str | None,
+    statuses: list[str] | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[RunRecord]:
+    """A schedule's firings in flight that its ledger claimed alone and that are written
+    only when their attempt ends (`Executor._fire_deferred`): listed as running on its runs'
+    first page, which asks the store for as many fewer (a page token stays exact)."""
+    from gnomon.services.execute import deferred_run  # it imports this module: bind late
+
+    if schedule is None or schedules is None or (statuses and "running" not in statuses):
+        return []
+    try:
+        sched = schedules.get(schedule)
+    except NotFound:
+        return []
+    if definition is not None and sched.definition != definition:
+        return []
+    out = []
+    for entry in (sched.doc.get("flight") or {}).get("running", []):
+        if entry.get("d") is None:
+            continue
+        rec = deferred_run(sched, entry)
+        if (start is None or rec.nominal_time >= start) and (end is None or rec.nominal_time < end):
+            out.append(rec)
+    return out
+
+
+class RecordingRunStore:
+    """A run store whose `get` also finds a scheduled run that so far lives only in its
+    schedule's overlap ledger — a firing claimed by the ledger's write alone, written once
+    when its attempt ends (`Executor.materialize`): asked for earlier (by the API: read,
+    cancel, signal, a 202 target's callback), it is recorded then, as running, and the attempt's
+    end updates that record. Everything else is the wrapped store's."""
+
+    def __init__(self, inner: RunStore, materialize: Callable[[str], RunRecord | None]) -> None:
+        self._inner = inner
+        self._materialize = materialize
+
+    @property
+    def wrapped(self) -> RunStore:
+        return self._inner
+
+    def get(self, run_id: str) -> RunRecord:
+        try:
+            return self._inner.get(run_id)
+        except NotFound:
+            rec = self._materialize(run_id)
+            if rec is None:
+                raise
+            return rec
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def run_view(rec: RunRecord) -> JSON:
@@ -384,6 +444,9 @@ class Runs:
             "to": fmt(end),
         }
         after = self._tokens.decode(page_token, "runs", filters)
+        in_flight = (
+            _in_flight(self._schedules, schedule, definition, statuses, start, end) if after is None else []
+        )
         page = self._runs.list(
             schedule_id=schedule,
             definition=definition,
@@ -391,10 +454,22 @@ class Runs:
             start=start,
             end=end,
             after=after,
-            limit=page_size,
+            limit=max(1, page_size - len(in_flight)),
         )
+        items = list(page.items)
+        listed = {r.run_id for r in items}
+        for rec in in_flight:
+            if rec.run_id in listed:
+                continue
+            try:
+                # recorded since (closed: not running, or filtered out); a read, not a recording
+                getattr(self._runs, "wrapped", self._runs).get(rec.run_id)
+                continue
+            except NotFound:
+                items.append(rec)
+        items.sort(key=lambda r: (r.nominal_time, r.run_id), reverse=True)
         return {
-            "items": [run_summary(r) for r in page.items],
+            "items": [run_summary(r) for r in items],
             "next_page_token": self._tokens.encode(page.last_key, "runs", filters),
         }
 
