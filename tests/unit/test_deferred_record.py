@@ -298,3 +298,43 @@ def test_history_at_the_claim_carries_what_the_target_was_called_with(p: Pipelin
     assert view["definition_version"] == 1
     recorded = p.run_store.get(inv.run_id)
     assert recorded.doc["previous_nominal_time"] == fmt(T0 + timedelta(seconds=10))
+
+
+def test_its_close_leaves_the_ledger_unread_when_nothing_can_wait_for_its_place(p: Pipeline) -> None:
+    body = _first_firing(p)
+    reads = Counter[str]()
+    store = p.s.executor._schedules  # type: ignore[attr-defined]
+    real_get = store.get
+
+    def get(schedule_id: str, **kw: Any) -> Any:
+        reads[schedule_id] += 1
+        return real_get(schedule_id, **kw)
+
+    store.get = get
+    assert p.s.executor.handle(body).outcome == "ran"
+    assert reads == {"s": 1}  # the firing's own read; the close reads nothing
+    assert p.s.schedules.describe("s")["info"]["running_runs"] == []
+
+
+@pytest.mark.parametrize("overlap", ["buffer_one", "buffer_all"])
+def test_a_trigger_that_waits_behind_it_records_it_and_starts_when_it_closes(
+    p: Pipeline, overlap: str
+) -> None:
+    body = _first_firing(p)
+    started: list[str] = []
+
+    def script(inv: Invocation) -> Outcome:
+        started.append(inv.run_id)
+        if len(started) == 1:  # during the firing's call: a trigger that waits for its place
+            code, run = p.s.runs.trigger("s", overlap, None, "k")
+            assert code == 201
+            p.deliver_due()
+            assert p.run_store.get(run["run_id"]).status == "pending"
+            assert p.run_store.get(inv.run_id).status == "running"  # recorded by the trigger
+        return Outcome(status="completed")
+
+    p.target.script = script
+    assert p.s.executor.handle(body).outcome == "ran"
+    p.deliver_due()  # at once: the close looked at the ledger and started the waiting run
+    assert len(started) == 2
+    assert [r.status for r in p.runs()] == ["completed", "completed"]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from gnomon.domain.errors import NotFound
+from gnomon.domain.model import ScheduleUpdate
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import Outcome
 from tests.unit.pipeline import T0, Pipeline
@@ -460,7 +461,7 @@ def test_a_lost_start_or_a_closer_dying_before_the_ledger_is_repaired_by_the_wat
     assert p.run_store.get(second).status == "running"
     # 2. a run closed but its worker died before leaving the ledger
     release = p.s.executor._release
-    p.s.executor._release = lambda run: None  # type: ignore[method-assign]
+    p.s.executor._release = lambda run, **_: None  # type: ignore[method-assign]
     p.finish(second)
     p.s.executor._release = release  # type: ignore[method-assign]
     assert p.run_store.get(third).status == "pending"
@@ -1177,9 +1178,10 @@ def test_a_ledger_write_that_landed_but_failed_to_answer_counts_its_action_once(
 
 
 @pytest.mark.parametrize("mode", ["on", "off"])
-def test_a_history_off_firing_reads_its_schedule_eventually_consistent(mode: str) -> None:
-    """History off records nothing and is at least once: the worker's schedule read may be a
-    second old (half a read unit); a recorded firing reads it strongly (its ledger depends on it)."""
+def test_a_firing_reads_its_schedule_eventually_consistent(mode: str) -> None:
+    """A firing's schedule read may be a second old (half a read unit): history off records
+    nothing and is at least once; a recorded firing's ledger write is conditional on the version
+    it read, so it lands on the current schedule only (`test_a_stale_schedule_read_...`)."""
     p = Pipeline()
     p.definition("job", history={"mode": mode})
     p.schedule("s", spec={"cron": ["* * * * *"]})
@@ -1198,9 +1200,49 @@ def test_a_history_off_firing_reads_its_schedule_eventually_consistent(mode: str
     p.clock.advance(60)
     p.target.script = lambda inv: Outcome(status="completed")
     assert p.s.executor.handle(body).outcome == "ran"
-    assert reads[0] is (mode == "on")
-    # a message sent before the definition was in the body: read strongly
+    assert reads == [False]
+    # a message sent before the definition was in the body: the same
     reads.clear()
     old = {k: v for k, v in body.items() if k != "definition"}
     p.s.executor.handle({**old, "nominal_time": body["nominal_time"]})
-    assert reads[0] is True
+    assert reads[0] is False
+
+
+@pytest.mark.parametrize("change", ["none", "pause", "update", "unpause"])
+def test_a_stale_schedule_read_never_decides_a_recorded_firing(p: Pipeline, change: str) -> None:
+    """The eventually consistent read answers the schedule as it was before a change: the
+    ledger write conditional on that version fails, and the firing is decided on a strong read
+    — paused since: skipped `paused`; reconfigured since: dropped `stale`; unpaused since (the
+    stale read says paused): it runs."""
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    body = p.queue.drain()[0][0]
+    caller = _caller()
+    if change == "unpause":
+        p.s.schedules.pause("s", None, None, caller)
+    store = p.s.executor._schedules  # type: ignore[attr-defined]
+    before = store.get("s")
+    if change == "none":  # another write (a ticker's advance, a ledger write): a new version only
+        store.update(before, expected_version=before.version)
+    elif change == "pause":
+        p.s.schedules.pause("s", None, None, caller)
+    elif change == "update":
+        p.s.schedules.update("s", ScheduleUpdate.model_validate({"input": {"v": 2}}), caller)
+    else:
+        p.s.schedules.unpause("s", None, "none", caller)
+    original = store.get
+
+    def stale(schedule_id: str, *, consistent: bool = True) -> Any:
+        return original(schedule_id) if consistent else before
+
+    store.get = stale
+    p.clock.advance(10)
+    handled = p.s.executor.handle(body)
+    expected = {"none": "ran", "pause": "skipped", "update": "stale", "unpause": "ran"}[change]
+    assert handled.outcome == expected, handled
+    runs = p.runs()
+    if change == "pause":
+        assert [(r.status, r.doc["reason"]) for r in runs] == [("skipped", "paused")]
+    elif change == "update":
+        assert runs == [] and p.s.schedules.describe("s")["info"]["counters"]["dropped_stale"] == 1
+    else:
+        assert [r.status for r in runs] == ["completed"] and len(p.target.calls) == 1

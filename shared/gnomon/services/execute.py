@@ -463,14 +463,16 @@ class Executor:
         sid, gen = str(body["schedule_id"]), str(body["generation"])
         nominal, scheduled = parse(body["nominal_time"]), parse(body["scheduled_time"])
         run_id = scheduled_run_id(sid, gen, nominal)
-        try:
-            # A history-off firing records nothing and is at least once: its schedule is read
-            # eventually consistent (half a read unit), so a pause, update or delete made in
-            # the last second or so may not stop it yet. Every other firing reads it strongly.
-            named = body.get("definition")  # absent from messages sent before it was added
-            unrecorded = isinstance(named, str) and bool(named) and self._history_off(named)
-            sched = self._schedules.get(sid, consistent=not unrecorded)
-        except NotFound:
+        # The schedule is read eventually consistent (half a read unit). A history-off firing
+        # records nothing and is at least once: a pause, update or delete made in the last
+        # second or so may not stop it yet. Any other firing reads it again, strongly, when
+        # what it read would stop it; otherwise its ledger write, conditional on the version it
+        # read, lands only on the current schedule — a stale one costs a retry that reads it
+        # strongly and looks again at pause and configuration (`_ledger`'s `firing`).
+        named = body.get("definition")  # absent from messages sent before it was added
+        unrecorded = isinstance(named, str) and bool(named) and self._history_off(named)
+        sched = self._firing_schedule(sid, gen, body, recorded=not unrecorded)
+        if sched is None:
             return Handled("deleted", run_id)
         if sched.generation != gen:
             return Handled("deleted", run_id)  # deleted and re-created since
@@ -498,9 +500,12 @@ class Executor:
         # The schedule's newest runs, read once: the ledger's look at the runs it holds (usually
         # the previous firing's) and the target's last_success_time both come from this page.
         recent = self._runs.recent(sid, limit=RECENT_PAGE)
-        action = {"actions": 1}  # emptied when the ledger's write counted it
+        # The action is counted by the ledger write that claims the firing alone (`deferred`),
+        # else once this call created the run (a copy that finds it created counts nothing).
+        action = {"actions": 1}
         timeout = _timeout(definition.doc, sched.doc)
         lease_until = now + timedelta(seconds=timeout) + LEASE_GRACE
+        deferral = _deferral(definition, body, self._worker_id, lease_until)
         verdict, written = self._ledger(
             sid,
             gen,
@@ -508,13 +513,22 @@ class Executor:
             read=sched,
             counted=action,
             known={r.run_id: r for r in recent},
-            deferred=_deferral(definition, body, self._worker_id, lease_until),
+            deferred=deferral,
+            firing=body,
         )
         entry = _running_entry(written, run_id)
         if entry is not None and entry.get("d") is not None and written is not None:
-            if verdict == "start":
-                # Claimed by the ledger's write alone: the run is written once, when its
-                # attempt ends (`_record_deferred`).
+            ours = deferral is not None and entry["d"].get("tok") == deferral["tok"]
+            if entry["d"].get("late") and ours and self._recorded(run_id, recent):
+                # A copy of a firing whose run was recorded and left the ledger: it entered it
+                # again, and counted an action again — taken back; the next look drops it.
+                self._schedules.add_counters(sid, {"actions": -1})
+                self._count_down(sched, body["nominal_time"], consume=False)
+                self._release_if_closed(run_id)
+                return Handled("duplicate", run_id)
+            if verdict == "start" or (verdict == "started" and ours):
+                # Claimed by the ledger's write alone (`started` and ours: that write landed
+                # though its answer was lost): the run is written once, when its attempt ends.
                 return self._fire_deferred(written, entry, definition, recent, body)
             if verdict == "started":
                 # Another copy of this firing claimed it that way and may be running it: record
@@ -526,10 +540,12 @@ class Executor:
                 return Handled("duplicate", run_id)
         if verdict == "gone":
             return Handled("deleted", run_id)
+        if verdict == "stale":
+            self._schedules.add_counters(sid, {"dropped_stale": 1})
+            self._count_down(sched, body["nominal_time"], consume=False)
+            return Handled("stale", run_id)
         if verdict in SKIP_COUNTERS:
             return self._skip(sched, nominal, verdict, SKIP_COUNTERS[verdict])
-        if verdict == "started":
-            action.clear()  # counted already: by the ledger write that let it start
         doc = new_run_doc(
             run_id=run_id,
             definition=sched.definition,
@@ -543,10 +559,6 @@ class Executor:
             memo=sched.doc.get("memo", {}),
         )
         doc["previous_nominal_time"] = body.get("previous_nominal_time")
-        # Whose count the run's action is: its creator's own (`self`: its ledger write counted
-        # it, or the add below will), or a ledger write of another copy of this firing that the
-        # creator found already started (`ledger`: that copy keeps its count, see `_keeps_count`).
-        doc["action_counted"] = "ledger" if verdict == "started" else "self"
         if verdict == "buffer":
             return self._buffer_firing(sched, doc, body["nominal_time"])
         doc["events"].append({"time": fmt(now), "type": "scheduled", "details": {"actual_time": fmt(now)}})
@@ -563,17 +575,35 @@ class Executor:
         try:
             rec = self._runs.create(rec)
         except AlreadyExists:
-            if not action and verdict != "started" and not self._keeps_count(run_id):
-                # this call's ledger write counted an action that is someone else's: take it back
-                self._schedules.add_counters(sid, {"actions": -1})
             self._count_down(sched, body["nominal_time"], consume=False)
             self._release_if_closed(run_id)
             return Handled("duplicate", run_id)
-        if action:
-            self._schedules.add_counters(sid, action)
+        self._schedules.add_counters(sid, action)
         self._count_down(sched, body["nominal_time"], consume=True)
         handled = self._invoke(rec, definition.doc, sched.doc, recent=recent)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
+
+    def _recorded(self, run_id: str, recent: list[RunRecord]) -> bool:
+        if any(r.run_id == run_id for r in recent):
+            return True
+        try:
+            self._runs.get(run_id)
+            return True
+        except NotFound:
+            return False
+
+    def _firing_schedule(self, sid: str, gen: str, body: JSON, *, recorded: bool) -> ScheduleRecord | None:
+        """The schedule of a firing, read eventually consistent — and for a recorded firing
+        (`recorded`) read again strongly when that read would stop it (gone, re-created,
+        reconfigured or paused), so a stale read never drops or skips it."""
+        for consistent in (False, True) if recorded else (False,):
+            try:
+                sched: ScheduleRecord | None = self._schedules.get(sid, consistent=consistent)
+            except NotFound:
+                sched = None
+            if sched is not None and sched.generation == gen and not _stops(sched, body):
+                return sched
+        return sched
 
     def _fire_deferred(
         self,
@@ -590,7 +620,7 @@ class Executor:
         once the entry's lease is over): the end of the attempt then updates that record."""
         rec = deferred_run(sched, entry)
         self._count_down(sched, body["nominal_time"], consume=True)
-        handled = self._invoke(rec, definition.doc, sched.doc, recent=recent, unrecorded=True)
+        handled = self._invoke(rec, definition.doc, sched.doc, recent=recent, unrecorded=sched)
         lateness = (parse(entry["since"]) - parse(body["scheduled_time"])).total_seconds() * 1000
         return replace(handled, lateness_ms=lateness)
 
@@ -620,26 +650,6 @@ class Executor:
                 return self._runs.get(rec.run_id)
             except NotFound:
                 return None
-
-    def _keeps_count(self, run_id: str) -> bool:
-        """Whether the action this copy's ledger write counted is the one the run's creator
-        relied on (it found the firing started and counted nothing): claimed once, with a
-        conditional write, so a later copy that enters the ledger again (after the run closed
-        and left it) takes its own count back. Rare: a copy that lost the race to create."""
-        for _ in range(5):
-            try:
-                run = self._runs.get(run_id)
-            except NotFound:
-                return False
-            if run.doc.get("action_counted") != "ledger":
-                return False
-            doc = {**run.doc, "action_counted": "ledger_kept"}
-            try:
-                self._runs.update(_replace(run, doc, run.status, run.active_at), expected_version=run.version)
-                return True
-            except Conflict:
-                continue
-        return False
 
     def _history_off(self, definition: str) -> bool:
         try:
@@ -961,6 +971,7 @@ class Executor:
         counted: dict[str, int] | None = None,
         known: Mapping[str, RunRecord] | None = None,
         deferred: JSON | None = None,
+        firing: JSON | None = None,
     ) -> tuple[str, ScheduleRecord | None]:
         """One conditional write of a schedule's overlap ledger: `release` leaves what counts as
         running, `arrival` joins the waiting runs, and the overlap policy decides what starts,
@@ -969,10 +980,14 @@ class Executor:
         (an earlier call let it start: a redelivery), `buffer`, `overlap` or `buffer_full`
         (skipped), `gone` (no such schedule), or `none` without an arrival — and the schedule as
         written (or read). `deferred`: the arrival is a scheduled firing that may be claimed by
-        this write alone (`_deferral`): its entry keeps what its record will be made of, unless
-        the ledger started a firing of the same schedule at or after its nominal time that way
-        before (`deferred_hw`) — a late or repeated copy, which takes the create-first path that
-        finds a record already written."""
+        this write alone (`_deferral`): its entry keeps what its record will be made of — and
+        says `late` when the ledger claimed a firing of the same schedule at or after its nominal
+        time before (`deferred_hw`): a late or repeated copy, whose run may be recorded and
+        gone from the ledger already (`_fire` looks). `firing`: the arrival is this scheduled firing's message,
+        and `read` may be an eventually consistent read: a later try (a strong read) answers
+        `paused` or `stale` when the schedule now stops it, and a decision that writes nothing
+        is taken on a strong read only."""
+        strong = read is None
         for _ in range(LEDGER_TRIES):
             now = self._clock.now()
             try:
@@ -983,14 +998,18 @@ class Executor:
                 return "gone", None
             if rec.generation != generation:
                 return "gone", None
+            if firing is not None and strong and _stops(rec, firing):
+                stale = rec.doc.get("config_version", 1) != firing.get("config_version", 1)
+                return ("stale" if stale else "paused"), rec
             doc = rec.doc
             flight = doc.get("flight") or {}
             running: list[JSON] = list(flight.get("running", []))
             waiting: list[JSON] = list(flight.get("buffer", []))
             if arrival is not None:  # decided before (a redelivery): redo what that implies
                 if any(e["run_id"] == arrival["run_id"] for e in running):
-                    # `started`, not `start`: the write that let it start counted its action
-                    # (or its claim from the buffer will), whatever became of that write's answer
+                    # `started`, not `start`: a write let it start before, whatever became of
+                    # that write's answer (a claim alone counted its action then; otherwise the
+                    # run's creator, or its claim from the buffer, counts it)
                     return "started", rec
                 if any(e["run_id"] == arrival["run_id"] for e in waiting):
                     return "buffer", rec
@@ -1006,7 +1025,9 @@ class Executor:
             if running and (verify or decision.blocked):
                 # Before anything waits for them, make sure the runs in the ledger still run
                 # (the caller's runs serve the first try only, as its schedule read does).
-                running, resend = self._verify(running, now, known or {}, rec)
+                # every policy but `skip` may leave the arrival waiting in the ledger
+                may_wait = arrival is not None and (arrival.get("overlap") or policy) != "skip"
+                running, resend = self._verify(running, now, known or {}, rec, may_wait=may_wait)
                 decision = decide(queue, len(running), policy, cap)
             if decision.terminate:
                 # Terminated at once — before the write, so the ledger never forgets a run that
@@ -1019,13 +1040,18 @@ class Executor:
                 {"run_id": e["run_id"], "since": fmt(now)} for e in decision.start if _tracked(e, policy, cap)
             ]
             new_doc = dict(doc)
+            claimed_alone = False  # the arrival starts, claimed by this write alone
             if deferred is not None and arrival is not None:
-                high = doc.get("deferred_hw")
-                if high is None or parse(deferred["n"]) > parse(high):
-                    for e in started:
-                        if e["run_id"] == arrival["run_id"]:
-                            e["d"] = {k: v for k, v in deferred.items() if k != "n"}
+                for e in started:
+                    if e["run_id"] == arrival["run_id"]:
+                        high = doc.get("deferred_hw")
+                        late = high is not None and parse(deferred["n"]) <= parse(high)
+                        e["d"] = {k: v for k, v in deferred.items() if k != "n"} | (
+                            {"late": True} if late else {}
+                        )
+                        if not late:
                             new_doc["deferred_hw"] = deferred["n"]
+                        claimed_alone = True
             new_flight: JSON = {"running": running + started, "buffer": decision.buffer}
             if new_flight["running"] or new_flight["buffer"]:
                 # The watchdog is for what nobody else would notice: a run left waiting in the
@@ -1037,13 +1063,12 @@ class Executor:
                 new_doc["flight"] = new_flight
             else:
                 new_doc.pop("flight", None)
-            # `counted`: counters the caller wants added if the arrival starts, in the ledger's
-            # own write (one write instead of two: the arrival enters the ledger once).
-            extra = (
-                counted
-                if counted and arrival is not None and any(e["run_id"] == arrival["run_id"] for e in started)
-                else None
-            )
+            # `counted`: counters the caller wants added, in this write, when it claims the
+            # arrival alone (one write instead of two; the record is then sure to be written).
+            extra = counted if counted and claimed_alone else None
+            if new_doc == doc and firing is not None and not strong:
+                strong = True  # nothing to write: no version check, so decide on a strong read
+                continue
             if new_doc != doc:
                 try:
                     record = schedule_record(rec, new_doc, schedule_cursor(rec))
@@ -1054,6 +1079,7 @@ class Executor:
                         rec = self._schedules.update(record, expected_version=rec.version)
                 except Conflict:
                     known = None  # the runs may have moved on too: read them again
+                    strong = True
                     continue
             self._carry_out(rec, decision, arrival, running, resend)
             if arrival is None:
@@ -1090,6 +1116,8 @@ class Executor:
         now: datetime,
         known: Mapping[str, RunRecord],
         sched: ScheduleRecord | None = None,
+        *,
+        may_wait: bool = False,
     ) -> tuple[list[JSON], list[str]]:
         """The ledger's running entries whose runs still count as running, and those of them that
         were started from the buffer but are still waiting for their run message (sent again:
@@ -1104,8 +1132,10 @@ class Executor:
             except NotFound:
                 if e.get("d") is not None:
                     # Claimed by the ledger write alone: running until its lease ends; then
-                    # recorded (as running, its lease over) for the sweep to close as lost.
-                    if parse(e["d"]["until"]) <= now and sched is not None:
+                    # recorded (as running, its lease over) for the sweep to close as lost. An
+                    # arrival that may wait for its place records it first: its close then
+                    # finds the record and looks at the ledger (`_closed_last_attempt`).
+                    if (may_wait or parse(e["d"]["until"]) <= now) and sched is not None:
                         self.materialize_entry(sched, e)
                     alive.append(e)
                 elif parse(e["since"]) > now - UNWRITTEN_GRACE:
@@ -1124,16 +1154,17 @@ class Executor:
             return  # not written yet: its own worker finds it gone from the ledger
         self._mark_skipped(run, reason)
 
-    def _release(self, run: RunRecord) -> None:
+    def _release(self, run: RunRecord, *, lazy: bool = False) -> None:
         """A run of a schedule closed its last attempt: it no longer counts as running; the
         oldest waiting run may start, and a schedule that deletes itself may be done. The close
-        listeners hear of it first (an event run's stream moves on)."""
+        listeners hear of it first (an event run's stream moves on). `lazy`: known to need no
+        ledger write (`_closed_last_attempt`), so the ledger is not read either."""
         for listener in self._close_listeners:
             try:
                 listener(run)
             except Exception:  # a listener's failure never fails the run's close
                 logging.getLogger("gnomon.execute").exception("close listener failed for %s", run.run_id)
-        if run.schedule_id is None:
+        if run.schedule_id is None or lazy:
             return
         _, sched = self._ledger(run.schedule_id, run.doc.get("generation"), release=run.run_id)
         if sched is not None:
@@ -1251,7 +1282,7 @@ class Executor:
         sched_doc: JSON | None,
         *,
         recent: list[RunRecord] | None = None,
-        unrecorded: bool = False,
+        unrecorded: ScheduleRecord | None = None,
     ) -> Handled:
         doc = run.doc
         inv = Invocation(
@@ -1413,12 +1444,13 @@ class Executor:
         sched_doc: JSON | None,
         extra: JSON | None = None,
         *,
-        unrecorded: bool = False,
+        unrecorded: ScheduleRecord | None = None,
     ) -> Handled:
         """Record the attempt's outcome with a write conditioned on the version that holds the
         lease (`extra`: fields the same write adds to the run's document). `unrecorded`: the
-        run is not written yet (`_fire_deferred`): this write creates it — unless someone
-        recorded it meanwhile (`materialize`), whose record is then updated as usual."""
+        run is not written yet (`_fire_deferred`; the schedule as its claim wrote it): this
+        write creates it — unless someone recorded it meanwhile (`materialize`), whose record
+        is then updated as usual."""
         retry = _retry(definition, sched_doc)
         for _ in range(6):
             now = self._clock.now()
@@ -1434,12 +1466,12 @@ class Executor:
             if status in FINAL:
                 new = _closed(new, now, _retention_days(definition, self._retention))
             try:
-                if unrecorded:
+                if unrecorded is not None:
                     saved = self._runs.create(new)
                 else:
                     saved = self._runs.update(new, expected_version=run.version)
             except AlreadyExists:
-                unrecorded = False
+                unrecorded = None
                 run = self._runs.get(run.run_id)
                 if run.status in (RunStatus.canceled.value, RunStatus.terminated.value):
                     return self._keep_late_finish(run, outcome)
@@ -1453,7 +1485,7 @@ class Executor:
                 self._queue.send([run_message(saved.run_id, attempt + 1, delay)])
                 return Handled("retry_scheduled", saved.run_id, status)
             if status in FINAL:
-                self._closed_last_attempt(saved)
+                self._closed_last_attempt(saved, unread=unrecorded is not None and _quiet_claim(unrecorded))
             return Handled("ran", saved.run_id, status)
         raise Conflict(f"could not record the outcome of {run.run_id}", current=None)
 
@@ -1512,13 +1544,18 @@ class Executor:
         self._closed_last_attempt(saved)
         return Handled("ran", run.run_id, status)
 
-    def _closed_last_attempt(self, run: RunRecord) -> None:
+    def _closed_last_attempt(self, run: RunRecord, *, unread: bool = False) -> None:
         """After a run's last attempt closed: pause_on_failure first (so a buffered firing the
-        release would start meets a paused schedule), then leave the overlap ledger."""
-        if run.status in (RunStatus.failed.value, RunStatus.timed_out.value):
+        release would start meets a paused schedule), then leave the overlap ledger. `unread`:
+        a firing claimed by its ledger write alone whose record nobody asked for before this
+        close wrote it, and whose claim left the ledger as `_quiet_claim` says — nothing can
+        wait for its place (whoever would wait behind it records it first), so it stays in the
+        ledger without a look at it (a read unit), as a lazy release leaves it."""
+        failed = run.status in (RunStatus.failed.value, RunStatus.timed_out.value)
+        if failed:
             self._notify_definition(run.definition, "failed", _failure_details(run))
             self._pause_on_failure(run)
-        self._release(run)
+        self._release(run, lazy=unread and not failed)
 
 
 # -- run document helpers ---------------------------------------------------------------------
@@ -1704,6 +1741,22 @@ def _deferral(definition: CatalogRecord, body: JSON, owner: str, lease_until: da
     }
 
 
+def _stops(sched: ScheduleRecord, body: JSON) -> bool:
+    """Whether a schedule as read stops its firing `body`: reconfigured since it was planned,
+    or paused."""
+    return bool(
+        sched.doc.get("config_version", 1) != body.get("config_version", 1)
+        or sched.doc["state"].get("paused")
+    )
+
+
+def _quiet_claim(rec: ScheduleRecord) -> bool:
+    """Whether the ledger, as a deferred firing's claim wrote it, lets its close skip the
+    ledger (`_closed_last_attempt`): a release of it would be lazy (`_lazy_release`)."""
+    flight = rec.doc.get("flight") or {}
+    return _lazy_release(rec, list(flight.get("buffer", [])), flight)
+
+
 def _running_entry(rec: ScheduleRecord | None, run_id: str) -> JSON | None:
     if rec is None:
         return None
@@ -1734,7 +1787,6 @@ def deferred_run(sched: ScheduleRecord, entry: JSON) -> RunRecord:
         memo=sched.doc.get("memo", {}),
     )
     doc["previous_nominal_time"] = d.get("prev")
-    doc["action_counted"] = "self"
     doc["events"].append({"time": fmt(since), "type": "scheduled", "details": {"actual_time": fmt(since)}})
     _begin_attempt(doc, 1, str(d.get("own", "worker")), since, 0, token=d.get("tok"), expires=d["until"])
     return RunRecord(

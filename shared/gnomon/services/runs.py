@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # a type only: the worker (execute) imports the control funct
 
 HIDDEN = frozenset(
     {
-        "action_counted",
         "attempts",
         "events",
         "callback_token",
