@@ -281,8 +281,10 @@ class RunStore(Protocol):
         With neither schedule_id nor definition, every run (merged across definitions)."""
         ...
 
-    def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
-        """The schedule's newest runs by nominal time (for describe's recent_actions)."""
+    def recent(self, schedule_id: str, *, limit: int, consistent: bool = True) -> builtins.list[RunRecord]:
+        """The schedule's newest runs by nominal time (for describe's recent_actions);
+        `consistent` False: an eventually consistent read (half the read units), which may
+        miss the latest writes."""
         ...
 
     def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:

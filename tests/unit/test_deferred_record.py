@@ -338,3 +338,49 @@ def test_a_trigger_that_waits_behind_it_records_it_and_starts_when_it_closes(
     p.deliver_due()  # at once: the close looked at the ledger and started the waiting run
     assert len(started) == 2
     assert [r.status for r in p.runs()] == ["completed", "completed"]
+
+
+def _stale_recent(p: Pipeline, snapshot: list[Any]) -> list[bool]:
+    """The run store's eventually consistent `recent` answers `snapshot` (an older page)."""
+    store = p.run_store
+    real = store.recent
+    calls: list[bool] = []
+
+    def recent(schedule_id: str, *, limit: int, consistent: bool = True) -> Any:
+        calls.append(consistent)
+        return real(schedule_id, limit=limit) if consistent else list(snapshot)
+
+    store.recent = recent  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_stale_page_of_newest_runs_still_gives_the_previous_success(p: Pipeline) -> None:
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    sent = [b for b, _ in p.queue.drain()]
+    p.clock.advance(10)
+    p.s.executor.handle(sent[0])
+    old_page = p.run_store.recent("s", limit=3)
+    p.clock.advance(10)
+    p.s.executor.handle(sent[1])
+    calls = _stale_recent(p, old_page)  # the page does not show the second run yet
+    p.clock.advance(10)
+    p.s.executor.handle(sent[2])
+    assert calls == [False]
+    assert p.target.calls[2].last_success_time == T0 + timedelta(seconds=20)  # the second's
+
+
+def test_a_run_a_stale_page_shows_running_is_read_again_before_a_firing_is_skipped(p: Pipeline) -> None:
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    sent = [b for b, _ in p.queue.drain()]
+    p.target.script = lambda inv: Outcome(status="accepted")  # 202: recorded running
+    p.clock.advance(10)
+    p.s.executor.handle(sent[0])
+    (first,) = p.runs()
+    page = p.run_store.recent("s", limit=3)
+    assert [r.status for r in page] == ["running"]
+    p.s.runs.callback(first.run_id, p.target.calls[0].callback_token, Outcome(status="completed"))
+    _stale_recent(p, page)  # still shows it running
+    p.target.script = lambda inv: Outcome(status="completed")
+    p.clock.advance(10)
+    assert p.s.executor.handle(sent[1]).outcome == "ran"  # not skipped as an overlap
+    assert [r.status for r in p.runs()] == ["completed", "completed"]

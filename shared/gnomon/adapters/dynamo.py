@@ -1384,8 +1384,19 @@ class DynamoRunStore:
             source = self._time_source(definition, lower, upper, limit, reads)
         return self._collect(source, set(statuses) if statuses is not None else None, limit, definition)
 
-    def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
-        return self.list(schedule_id=schedule_id, after=None, limit=limit).items
+    def recent(self, schedule_id: str, *, limit: int, consistent: bool = True) -> builtins.list[RunRecord]:
+        check_limit(limit)
+        source = self._partition_source(
+            run_partition(schedule_id, ""),
+            None,
+            None,
+            "",
+            None,
+            limit,
+            _Reads(_LIST_READS),
+            consistent=consistent,
+        )
+        return self._collect(source, None, limit, None).items
 
     def delete(self, run_id: str, *, expected_version: int) -> None:
         from gnomon.adapters.runs_delete_dynamo import delete_run  # it imports this module
@@ -1738,6 +1749,8 @@ class DynamoRunStore:
         upper: str | None,
         limit: int,
         reads: _Reads,
+        *,
+        consistent: bool = True,
     ) -> _Source:
         """A schedule's runs, newest first, from its partition; definition and statuses are
         filtered by DynamoDB (FilterExpression), so only matching items come back."""
@@ -1759,7 +1772,7 @@ class DynamoRunStore:
             condition,
             filter_condition=filters,
             scan_index_forward=False,
-            consistent_read=True,
+            consistent_read=consistent,
             page_size=limit + 1 if filters is None else max(limit + 1, _FILTERED_PAGE),
         ).page_iter
         reads.take()

@@ -640,7 +640,7 @@ class MemoryRunStore:
             items = [self._items[run_id].record(run_id) for _, run_id in keyed[:limit]]
         return Page(items, keyed[limit - 1][0] if len(keyed) > limit else None)
 
-    def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
+    def recent(self, schedule_id: str, *, limit: int, consistent: bool = True) -> builtins.list[RunRecord]:
         return self.list(schedule_id=schedule_id, after=None, limit=limit).items
 
     def delete(self, run_id: str, *, expected_version: int) -> None:

@@ -499,7 +499,7 @@ class Executor:
         now = self._clock.now()
         # The schedule's newest runs, read once: the ledger's look at the runs it holds (usually
         # the previous firing's) and the target's last_success_time both come from this page.
-        recent = self._runs.recent(sid, limit=RECENT_PAGE)
+        recent = self._recent(sid, gen, body)
         # The action is counted by the ledger write that claims the firing alone (`deferred`),
         # else once this call created the run (a copy that finds it created counts nothing).
         action = {"actions": 1}
@@ -582,6 +582,26 @@ class Executor:
         self._count_down(sched, body["nominal_time"], consume=True)
         handled = self._invoke(rec, definition.doc, sched.doc, recent=recent)
         return replace(handled, lateness_ms=(now - scheduled).total_seconds() * 1000)
+
+    def _recent(self, sid: str, gen: str, body: JSON) -> list[RunRecord]:
+        """A schedule's newest runs, read eventually consistent (half a read unit) — with the
+        previous firing's run read strongly when that read does not show it (just written,
+        not yet visible; or not written: in flight, or never recorded). What the ledger takes
+        from the page is checked where it matters (`_verify` reads a run it shows running
+        again); the target's last_success_time is the previous firing's when it completed."""
+        recent = self._runs.recent(sid, limit=RECENT_PAGE, consistent=False)
+        previous = body.get("previous_nominal_time")
+        if not previous:
+            return recent
+        prev_id = scheduled_run_id(sid, gen, parse(previous))
+        if any(r.run_id == prev_id for r in recent):
+            return recent
+        try:
+            prev = self._runs.get(prev_id)
+        except NotFound:
+            return recent
+        merged = sorted([*recent, prev], key=lambda r: (r.nominal_time, r.run_id), reverse=True)
+        return merged[:RECENT_PAGE]
 
     def _recorded(self, run_id: str, recent: list[RunRecord]) -> bool:
         if any(r.run_id == run_id for r in recent):
@@ -1129,6 +1149,10 @@ class Executor:
         for e in running:
             try:
                 run = known.get(e["run_id"]) or self._runs.get(e["run_id"])
+                if run is known.get(e["run_id"]) and counts_as_running(run, now):
+                    # the caller's page may be eventually consistent: a closed run is closed for
+                    # good, but one that looks running is read again before anything waits on it
+                    run = self._runs.get(e["run_id"])
             except NotFound:
                 if e.get("d") is not None:
                     # Claimed by the ledger write alone: running until its lease ends; then

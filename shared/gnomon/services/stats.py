@@ -381,8 +381,10 @@ class CountingRunStore:
             self._remember(r)
         return page
 
-    def recent(self, schedule_id: str, *, limit: int) -> builtins.list[RunRecord]:
-        return [self._remember(r) for r in self._inner.recent(schedule_id, limit=limit)]
+    def recent(self, schedule_id: str, *, limit: int, consistent: bool = True) -> builtins.list[RunRecord]:
+        got = self._inner.recent(schedule_id, limit=limit, consistent=consistent)
+        # an eventually consistent read may answer an older version: not one to count from
+        return [self._remember(r) for r in got] if consistent else got
 
     def active(self, shard: int, until: datetime, *, limit: int) -> builtins.list[RunRecord]:
         return [self._remember(r) for r in self._inner.active(shard, until, limit=limit)]
