@@ -77,15 +77,7 @@ def test_asked_for_while_its_attempt_runs_it_is_recorded_then_and_the_end_update
 
     def script(inv: Invocation) -> Outcome:
         seen.append(p.s.runs.get(inv.run_id))  # GET /v1/runs/{id}
-        listed = p.s.runs.list(
-            definition=None,
-            schedule="s",
-            statuses=["running"],
-            start=None,
-            end=None,
-            page_token=None,
-            page_size=5,
-        )
+        listed = _list(p, statuses=["running"], page_size=5)
         seen.append({"listed": [x["run_id"] for x in listed["items"]]})
         return Outcome(status="completed")
 
@@ -124,28 +116,23 @@ def test_the_schedules_first_page_lists_its_firing_in_flight_without_recording_i
     assert running_only == [first[0][0]]
 
 
+def _list(p: Pipeline, *, page_size: int, statuses: list[str] | None = None, token: str | None = None) -> Any:
+    """GET /v1/runs?schedule=s (the API's runs service)."""
+    return p.s.runs.list(
+        definition=None,
+        schedule="s",
+        statuses=statuses,
+        start=None,
+        end=None,
+        page_token=token,
+        page_size=page_size,
+    )
+
+
 def _pages(p: Pipeline) -> Any:
-    one = p.s.runs.list(
-        definition=None, schedule="s", statuses=None, start=None, end=None, page_token=None, page_size=2
-    )
-    two = p.s.runs.list(
-        definition=None,
-        schedule="s",
-        statuses=None,
-        start=None,
-        end=None,
-        page_token=one["next_page_token"],
-        page_size=2,
-    )
-    running = p.s.runs.list(
-        definition=None,
-        schedule="s",
-        statuses=["running"],
-        start=None,
-        end=None,
-        page_token=None,
-        page_size=10,
-    )
+    one = _list(p, page_size=2)
+    two = _list(p, page_size=2, token=one["next_page_token"])
+    running = _list(p, statuses=["running"], page_size=10)
     return (
         [(x["run_id"], x["status"]) for x in one["items"]],
         [(x["run_id"], x["status"]) for x in two["items"]],
