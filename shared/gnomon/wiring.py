@@ -186,11 +186,23 @@ def build(
         runs,
         ops,
         stats_store,
-        Stats(stats_store, clock),
+        Stats(stats_store, clock, definitions=lambda: _definition_names(catalog)),
         events,
         notifier,
         plan_log,
     )
+
+
+def _definition_names(catalog: CatalogStore) -> list[str]:
+    """Every definition's name (the scopes `GET /v1/stats` sums for every run)."""
+    names: list[str] = []
+    after: str | None = None
+    while True:
+        page = catalog.list("definition", after=after, limit=100)
+        names += [r.name for r in page.items]
+        if page.last_key is None:
+            return names
+        after = page.last_key
 
 
 class _NoInvoker:

@@ -196,12 +196,12 @@ def test_a_batch_s_run_counters_are_written_once_per_counter_item() -> None:
                 replace(run, doc=doc, status="completed", active_at=None), expected_version=run.version
             )
         assert stats.writes == 0  # nothing written inside the batch
-    # running +1 −1 nets to nothing; ten closes land in one day item per scope
-    assert stats.writes == 2
-    assert stats.get_many([gauge_key("all")]) == {}
+    # running +1 −1 nets to nothing; ten closes land in their definition's day item
+    assert stats.writes == 1
+    assert stats.get_many([gauge_key("def#job")]) == {}
     stats.writes = 0
     store.create(fired("outside", t, status="running"))
-    assert stats.writes == 2  # outside a batch: written at once (every run + its definition)
+    assert stats.writes == 1  # outside a batch: written at once (its definition's gauge)
 
 
 def test_a_batch_reads_each_definition_once_and_a_new_batch_reads_it_again() -> None:

@@ -371,3 +371,28 @@ def test_a_run_a_stale_page_shows_running_is_read_again_before_a_firing_is_skipp
     p.clock.advance(10)
     assert p.s.executor.handle(sent[1]).outcome == "ran"  # not skipped as an overlap
     assert [r.status for r in p.runs()] == ["completed", "completed"]
+
+
+def test_a_skip_recorded_by_another_copy_while_the_claim_runs_is_overruled_by_the_run(p: Pipeline) -> None:
+    """A copy of the second firing decided on a skip while the first run still ran; the first
+    closed, a second copy claimed the firing and called its target — and only then did the
+    first copy write its skip. The firing ran: its record says so, and the skip is not counted."""
+    p.schedule(spec={"intervals": [{"every_seconds": 10}]})
+    sent = [b for b, _ in p.queue.drain()]
+    p.clock.advance(10)
+    p.s.executor.handle(sent[0])
+    p.clock.advance(10)
+
+    def script(inv: Invocation) -> Outcome:
+        sched = p.schedule_store.get("s")
+        late_skip = p.s.executor._skip(sched, inv.nominal_time, "overlap", "skipped_overlap")  # type: ignore[attr-defined]
+        assert late_skip.outcome == "skipped" and p.run_store.get(inv.run_id).status == "skipped"
+        return Outcome(status="completed", result={"ran": True})
+
+    p.target.script = script
+    assert p.s.executor.handle(sent[1]).outcome == "ran"
+    second = p.runs()[1]
+    assert second.status == "completed" and second.doc["result"] == {"ran": True}
+    assert [a["status"] for a in second.doc["attempts"]] == ["completed"] and second.doc["reason"] is None
+    counters = p.s.schedules.describe("s")["info"]["counters"]
+    assert counters["skipped_overlap"] == 0 and counters["actions"] == 2

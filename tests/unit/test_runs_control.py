@@ -53,7 +53,7 @@ def counting_build(**kw: Any) -> tuple[Services, MemoryStatsStore]:
     else:
         kw["run_store"] = CountingRunStore(kw["run_store"], store, kw["clock"])
         s = build(**kw)
-        s.stats = Stats(store, kw["clock"])  # type: ignore[attr-defined]
+        s.stats = Stats(store, kw["clock"], definitions=lambda: ["job", "flaky"])  # type: ignore[attr-defined]
     return s, store
 
 
@@ -323,7 +323,7 @@ class CtlPipeline(Pipeline):
             token_key=b"k",
         )
         self.s.executor._sleep = self.clock.sleep  # type: ignore[attr-defined]
-        self.stats = Stats(self.stats_store, self.clock)
+        self.stats = Stats(self.stats_store, self.clock, definitions=lambda: ["job", "flaky"])
 
     def execute(self) -> str:
         return str(self.s.runs.execute("job", {}, None, None)[1]["run_id"])
@@ -538,7 +538,7 @@ def test_stats_gauges_follow_the_run_life_cycle(p: CtlPipeline) -> None:
 def test_stats_today_follows_the_zone_across_its_day_boundary() -> None:
     clock = FakeClock(datetime(2026, 12, 1, 18, 0, tzinfo=UTC))
     store = MemoryStatsStore()
-    stats = Stats(store, clock)
+    stats = Stats(store, clock, definitions=lambda: ["job"])
 
     def close(at: datetime, status: str = "completed") -> None:
         record_transition(store, "running", status, "job", at, new_closed_at=at)
@@ -589,9 +589,9 @@ def test_stats_day_items_expire(p: CtlPipeline) -> None:
     run_id = p.execute()
     p.deliver_due()
     assert p.run(run_id).status == "completed"
-    key = "stats#all#day#2026-12-01"
+    key = "stats#def#job#day#2026-12-01"
     assert p.stats_store.expires_at(key) == int(datetime(2026, 12, 5, tzinfo=UTC).timestamp())
-    assert p.stats_store.expires_at("stats#all#gauge") is None
+    assert p.stats_store.expires_at("stats#def#job#gauge") is None
 
 
 def test_the_counting_store_reads_a_version_it_has_not_seen(caplog: pytest.LogCaptureFixture) -> None:
@@ -601,12 +601,16 @@ def test_the_counting_store_reads_a_version_it_has_not_seen(caplog: pytest.LogCa
     doc = {"status": "pending", "closed_at": None}
     a = inner.create(RunRecord("a", doc, None, "job", T0, "pending"))
     counting.update(_doc(a, status="running"), expected_version=1)  # not seen: read, then counted
-    assert stats_store.get_many(["stats#all#gauge"]) == {"stats#all#gauge": {"pending": -1, "running": 1}}
+    assert stats_store.get_many(["stats#def#job#gauge"]) == {
+        "stats#def#job#gauge": {"pending": -1, "running": 1}
+    }
     stale = inner.get("a")
     inner.update(_doc(stale, status="completed"), expected_version=stale.version)  # behind its back
     with caplog.at_level(logging.WARNING, logger="gnomon.stats"), pytest.raises(Conflict):
         counting.update(_doc(stale, status="failed"), expected_version=stale.version)
-    assert stats_store.get_many(["stats#all#gauge"])["stats#all#gauge"]["running"] == 1  # nothing counted
+    assert (
+        stats_store.get_many(["stats#def#job#gauge"])["stats#def#job#gauge"]["running"] == 1
+    )  # nothing counted
 
 
 def test_a_failing_counter_write_never_fails_the_run_write(caplog: pytest.LogCaptureFixture) -> None:
@@ -721,30 +725,30 @@ def test_dynamo_stats_store_adds_atomically_with_ttl(aws: dict[str, str]) -> Non
 
     store = DynamoStatsStore()
     expires = datetime(2026, 12, 5, tzinfo=UTC)
-    store.add("stats#all#day#2026-12-01", {"c03": 1, "f03": 2}, expires_at=expires)
-    store.add("stats#all#day#2026-12-01", {"c03": -1, "c04": 1})
-    store.add("stats#all#gauge", {})  # nothing to add: no item
+    store.add("stats#def#job#day#2026-12-01", {"c03": 1, "f03": 2}, expires_at=expires)
+    store.add("stats#def#job#day#2026-12-01", {"c03": -1, "c04": 1})
+    store.add("stats#def#job#gauge", {})  # nothing to add: no item
     threads = [
-        threading.Thread(target=lambda: [store.add("stats#all#gauge", {"running": 1}) for _ in range(10)])
+        threading.Thread(target=lambda: [store.add("stats#def#job#gauge", {"running": 1}) for _ in range(10)])
         for _ in range(4)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    got = store.get_many(["stats#all#day#2026-12-01", "stats#all#gauge", "stats#none"])
+    got = store.get_many(["stats#def#job#day#2026-12-01", "stats#def#job#gauge", "stats#none"])
     assert got == {
-        "stats#all#day#2026-12-01": {"c03": 0, "f03": 2, "c04": 1},
-        "stats#all#gauge": {"running": 40},
+        "stats#def#job#day#2026-12-01": {"c03": 0, "f03": 2, "c04": 1},
+        "stats#def#job#gauge": {"running": 40},
     }
     item = boto3.client("dynamodb").get_item(
-        TableName=aws["requests"], Key={"pk": {"S": "stats#all#day#2026-12-01"}}
+        TableName=aws["requests"], Key={"pk": {"S": "stats#def#job#day#2026-12-01"}}
     )["Item"]
     assert item["expires_at"] == {"N": str(int(expires.timestamp()))}  # the table's TTL attribute
     with pytest.raises(ValueError):
-        store.add("stats#all#gauge", {"expires_at": 1})
+        store.add("stats#def#job#gauge", {"expires_at": 1})
     # the Stats reader over it
-    s = Stats(store, FakeClock(datetime(2026, 12, 1, 12, tzinfo=UTC)))
+    s = Stats(store, FakeClock(datetime(2026, 12, 1, 12, tzinfo=UTC)), definitions=lambda: ["job"])
     assert s.today("UTC", None)["completed_today"] == 1 and s.today("UTC", None)["running"] == 40
 
 

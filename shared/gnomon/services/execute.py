@@ -1476,6 +1476,7 @@ class Executor:
         write creates it — unless someone recorded it meanwhile (`materialize`), whose record
         is then updated as usual."""
         retry = _retry(definition, sched_doc)
+        overruled: str | None = None  # the reason of a skip this write replaces
         for _ in range(6):
             now = self._clock.now()
             doc = {**run.doc, **(extra or {})}
@@ -1496,7 +1497,16 @@ class Executor:
                     saved = self._runs.update(new, expected_version=run.version)
             except AlreadyExists:
                 unrecorded = None
-                run = self._runs.get(run.run_id)
+                existing = self._runs.get(run.run_id)
+                if existing.status == RunStatus.skipped.value and not existing.doc.get("attempts"):
+                    # Another copy of this firing decided on a skip (while an earlier run still
+                    # ran) and recorded it after this call had claimed the firing and called its
+                    # target: the firing ran, so its record says so — over the skip, whose
+                    # counter is taken back.
+                    overruled = str(existing.doc.get("reason"))
+                    run = replace(run, version=existing.version)
+                    continue
+                run = existing
                 if run.status in (RunStatus.canceled.value, RunStatus.terminated.value):
                     return self._keep_late_finish(run, outcome)
                 continue
@@ -1505,6 +1515,9 @@ class Executor:
                 if run.status in (RunStatus.canceled.value, RunStatus.terminated.value):
                     return self._keep_late_finish(run, outcome)
                 continue
+            if overruled is not None and saved.schedule_id is not None:
+                counter = SKIP_COUNTERS.get(overruled, "dropped_stale")
+                self._schedules.add_counters(saved.schedule_id, {counter: -1})
             if status == RunStatus.pending.value and delay is not None and delay <= MAX_DELAY:
                 self._queue.send([run_message(saved.run_id, attempt + 1, delay)])
                 return Handled("retry_scheduled", saved.run_id, status)

@@ -1,7 +1,8 @@
 """Run statistics from counters maintained on write (CONTRACT.md §4, `GET /v1/stats`).
 
-Nothing here scans runs. Two kinds of counter items, each kept for every run ("all") and per
-definition ("def#<name>"):
+Nothing here scans runs. Two kinds of counter items, kept per definition ("def#<name>"; every
+run's figures are their sum over the definitions, read together — one counter write per batch
+instead of two):
 
 - gauges `stats#<scope>#gauge` with `pending` and `running`: +1 when a run enters the status,
   −1 when it leaves it;
@@ -24,8 +25,7 @@ that one increment (the counters are statistics, not state: nothing reads them t
 Per batch (`CountingRunStore.deferred()`, used by the worker around each SQS batch): the deltas
 are summed in memory and written once at the end — a run created `running` and closed
 `completed` in the same batch nets to nothing on the gauges and to one `c<q>` per day item, so a
-batch of ten firings costs two counter writes (every run + its definition's) instead of
-sixty. A worker dying mid-batch loses that batch's increments, as it would lose one above.
+batch of ten firings of one definition costs one counter write instead of sixty. A worker dying mid-batch loses that batch's increments, as it would lose one above.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def record_transition(
         old_status, new_status, now, old_closed_at=old_closed_at, new_closed_at=new_closed_at
     )
     gauge = {k: v for k, v in gauge.items() if v}
-    for scope_ in (ALL, scope(definition)):
+    for scope_ in (scope(definition),):
         if gauge:
             stats.add(gauge_key(scope_), gauge)
         for day, counters in days.items():
@@ -228,9 +228,12 @@ def quarters(start: datetime, end: datetime) -> Iterator[tuple[date, int]]:
 class Stats:
     """`GET /v1/stats`: gauges and today's closes, read from a handful of counter items."""
 
-    def __init__(self, store: StatsStore, clock: Clock) -> None:
+    def __init__(
+        self, store: StatsStore, clock: Clock, definitions: Callable[[], Sequence[str]] = lambda: ()
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._definitions = definitions  # every definition's name: the scopes every run sums
 
     def today(self, timezone: str | None, definition: str | None) -> JSON:
         name = "UTC" if timezone is None else timezone
@@ -239,19 +242,28 @@ class Stats:
             raise InvalidArgument("query.definition", "not a definition name")
         today, start, end = local_day(tz, self._clock.now())
         slots = list(quarters(start, end))
-        scope_ = scope(definition)
-        keys = [gauge_key(scope_), *dict.fromkeys(day_key(scope_, d) for d, _ in slots)]
-        items = self._store.get_many(keys)
-        gauge = items.get(gauge_key(scope_), {})
-        completed = failed = 0
-        for d, q in slots:
-            counters = items.get(day_key(scope_, d), {})
-            completed += counters.get(f"c{q:02d}", 0)
-            failed += counters.get(f"f{q:02d}", 0)
+        scopes = [scope(definition)] if definition is not None else [scope(d) for d in self._definitions()]
+        keys = [
+            key
+            for scope_ in scopes
+            for key in (gauge_key(scope_), *dict.fromkeys(day_key(scope_, d) for d, _ in slots))
+        ]
+        items: dict[str, dict[str, int]] = {}
+        for i in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
+            items.update(self._store.get_many(keys[i : i + 100]))
+        running = pending = completed = failed = 0
+        for scope_ in scopes:
+            gauge = items.get(gauge_key(scope_), {})
+            running += max(0, gauge.get(RunStatus.running.value, 0))
+            pending += max(0, gauge.get(RunStatus.pending.value, 0))
+            for d, q in slots:
+                counters = items.get(day_key(scope_, d), {})
+                completed += counters.get(f"c{q:02d}", 0)
+                failed += counters.get(f"f{q:02d}", 0)
         return {
             "timezone": name,
-            "running": max(0, gauge.get(RunStatus.running.value, 0)),
-            "pending": max(0, gauge.get(RunStatus.pending.value, 0)),
+            "running": running,
+            "pending": pending,
             "completed_today": max(0, completed),
             "failed_today": max(0, failed),
             "date": today.isoformat(),
