@@ -1003,10 +1003,10 @@ class Executor:
         this write alone (`_deferral`): its entry keeps what its record will be made of — and
         says `late` when the ledger claimed a firing of the same schedule at or after its nominal
         time before (`deferred_hw`): a late or repeated copy, whose run may be recorded and
-        gone from the ledger already (`_fire` looks). `firing`: the arrival is this scheduled firing's message,
-        and `read` may be an eventually consistent read: a later try (a strong read) answers
-        `paused` or `stale` when the schedule now stops it, and a decision that writes nothing
-        is taken on a strong read only."""
+        gone from the ledger already (`_fire` looks). `firing`: the arrival is this scheduled
+        firing's message, and `read` may be an eventually consistent read: a later try (a strong
+        read) answers `paused` or `stale` when the schedule now stops it, and a decision that
+        writes nothing is taken on a strong read only."""
         strong = read is None
         for _ in range(LEDGER_TRIES):
             now = self._clock.now()
@@ -1237,12 +1237,14 @@ class Executor:
 
         now = self._clock.now()
         stop = run_api.cancel_run if status == RunStatus.canceled.value else run_api.terminate_run
-        try:
-            self._runs.get(run_id)
-        except NotFound:
-            self.materialize(run_id)  # a run claimed by the ledger alone is stopped as any other
         with contextlib.suppress(AlreadyClosed, Conflict, NotFound):  # closed meanwhile, or gone
-            stop(self._runs, run_id, reason, now, retention_days=self._retention)
+            try:
+                stop(self._runs, run_id, reason, now, retention_days=self._retention)
+            except NotFound:
+                # a run claimed by the ledger alone is recorded, then stopped as any other
+                if self.materialize(run_id) is None:
+                    raise
+                stop(self._runs, run_id, reason, now, retention_days=self._retention)
         try:
             return counts_as_running(self._runs.get(run_id), now)
         except NotFound:
