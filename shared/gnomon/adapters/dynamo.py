@@ -160,6 +160,7 @@ _ADD_TRIES = 6  # calls of one counter add (each with the SDK's own retries) whi
 _BATCH_GET_MAX = 100
 
 M = TypeVar("M", bound=Model)
+_T = TypeVar("_T")
 
 
 # --- wiring ---------------------------------------------------------------------------------------
@@ -202,6 +203,23 @@ def _connection() -> Connection:
 
 def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))  # nosec B311 # retry jitter
+
+
+_SETTLING_READS = 4
+
+
+def _settling_read(read: Callable[[], _T]) -> _T:
+    """The read that tells whether a write whose answer was lost took effect: tried again
+    (after a backoff) when it fails itself — giving up would leave the caller redoing, or
+    forgetting, what that write did (counting an action twice, or never)."""
+    for attempt in range(_SETTLING_READS):
+        try:
+            return read()
+        except Exception:
+            if attempt == _SETTLING_READS - 1:
+                raise
+            _backoff(attempt + 4)
+    raise AssertionError("unreachable")
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -628,7 +646,7 @@ class DynamoScheduleStore:
 
     def _own_or_raise(self, schedule_id: str, token: str, error: Exception) -> _ScheduleItem:
         """After an error that does not say whether the write happened: the item if it did."""
-        cur = self._read(schedule_id)
+        cur = _settling_read(lambda: self._read(schedule_id))
         if cur is not None and cur.write_token == token:
             return cur
         raise error
@@ -1681,7 +1699,7 @@ class DynamoRunStore:
         the item if that write took effect after all (it carries the write's token); otherwise
         re-raise the write's error (the exception being handled)."""
         try:
-            item = self._read(run_id)
+            item = _settling_read(lambda: self._read(run_id))
         except Exception:
             item = None
         if item is None or token is None or item.write_token != token:

@@ -500,6 +500,12 @@ class Executor:
         # The schedule's newest runs, read once: the ledger's look at the runs it holds (usually
         # the previous firing's) and the target's last_success_time both come from this page.
         recent = self._recent(sid, gen, body)
+        high = sched.doc.get("deferred_hw")
+        if high is not None and nominal <= parse(high) and self._recorded(run_id, recent):
+            # A late copy of a firing the ledger claimed before: recorded, so nothing to claim.
+            self._count_down(sched, body["nominal_time"], consume=False)
+            self._release_if_closed(run_id)
+            return Handled("duplicate", run_id)
         # The action is counted by the ledger write that claims the firing alone (`deferred`),
         # else once this call created the run (a copy that finds it created counts nothing).
         action = {"actions": 1}
