@@ -269,3 +269,35 @@ def test_overlap_skips_are_recorded_and_counted(api: httpx.Client, receiver: Rec
     assert counters["actions"] == len(completed) == len(receiver.runs("/slow-sk"))
     listed = api.get("/v1/runs", params={"schedule": "sk-1s", "status": "skipped", "page_size": 1000}).json()
     assert {x["run_id"] for x in listed["items"]} == {x["run_id"] for x in overlap + paused}
+
+
+def test_a_firing_in_flight_is_listed_readable_and_cancelable_before_its_run_is_written(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    """A firing is claimed by its ledger write and its run written when the attempt ends: while
+    its (slow) target runs, the schedule's list shows it running, GET and cancel find it — the
+    cancel records it — and the attempt's end goes into the canceled run's history."""
+    _definition(api, "inflight", receiver.url + "/slow-inflight")
+    _schedule(api, "inflight-1", "inflight", {"intervals": [{"every_seconds": 30}]})
+
+    def running() -> dict[str, Any] | None:
+        r = api.get("/v1/runs", params={"schedule": "inflight-1", "status": "running", "page_size": 5})
+        items = r.json()["items"]
+        return items[0] if items else None
+
+    run = wait_for(running, timeout=45, interval=0.2)
+    assert run is not None and run["status"] == "running"
+    got = api.get(f"/v1/runs/{run['run_id']}")
+    assert got.status_code == 200 and got.json()["status"] == "running", got.text
+    canceled = api.post(f"/v1/runs/{run['run_id']}/cancel", json={"reason": "enough"})
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled", canceled.text
+    api.post("/v1/schedules/inflight-1/pause", json={})
+
+    def late_finish() -> list[str] | None:
+        events = api.get(f"/v1/runs/{run['run_id']}/history").json()["events"]
+        types = [e["type"] for e in events]
+        return types if "late_finish" in types else None
+
+    types = wait_for(late_finish, timeout=30, interval=0.5)
+    assert types is not None and types.index("cancel_requested") < types.index("late_finish")
+    assert api.get(f"/v1/runs/{run['run_id']}").json()["status"] == "canceled"
