@@ -58,7 +58,6 @@ DAY_ITEM_TTL = timedelta(days=3)
 GAUGED = frozenset({RunStatus.pending.value, RunStatus.running.value})
 COMPLETED = frozenset({RunStatus.completed.value})
 FAILED = frozenset({RunStatus.failed.value, RunStatus.timed_out.value})
-ALL = "all"
 
 
 class StatsStore(Protocol):
@@ -77,9 +76,9 @@ class StatsStore(Protocol):
 # --- keys ---------------------------------------------------------------------------------------
 
 
-def scope(definition: str | None) -> str:
-    """The counters' scope: every run, or one definition's."""
-    return ALL if definition is None else f"def#{definition}"
+def scope(definition: str) -> str:
+    """The counters' scope: one definition's (every run's figures are the definitions' sum)."""
+    return f"def#{definition}"
 
 
 def gauge_key(scope_: str) -> str:
@@ -150,12 +149,12 @@ def record_transition(
         old_status, new_status, now, old_closed_at=old_closed_at, new_closed_at=new_closed_at
     )
     gauge = {k: v for k, v in gauge.items() if v}
-    for scope_ in (scope(definition),):
-        if gauge:
-            stats.add(gauge_key(scope_), gauge)
-        for day, counters in days.items():
-            expires = datetime.combine(day, time(), UTC) + timedelta(days=1) + DAY_ITEM_TTL
-            stats.add(day_key(scope_, day), counters, expires_at=expires)
+    scope_ = scope(definition)
+    if gauge:
+        stats.add(gauge_key(scope_), gauge)
+    for day, counters in days.items():
+        expires = datetime.combine(day, time(), UTC) + timedelta(days=1) + DAY_ITEM_TTL
+        stats.add(day_key(scope_, day), counters, expires_at=expires)
 
 
 class DeferredStats:
