@@ -12,7 +12,8 @@ Implementations: `gnomon.adapters.memory` (unit tests, the fake) and `gnomon.ada
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,12 @@ class CatalogRecord:
     version: int
 
 
+def shard_of(schedule_id: str, shards: int) -> int:
+    """The due-index shard of a schedule: CRC-32 of its id (stable across processes and
+    Python versions, unlike `hash()`) modulo `shards`."""
+    return zlib.crc32(schedule_id.encode("utf-8")) % shards
+
+
 @dataclass(frozen=True)
 class ScheduleRecord:
     """A schedule as stored.
@@ -50,7 +57,10 @@ class ScheduleRecord:
     `next_fire_at` is the instant the ticker should next look at this schedule: the record is in
     the sharded "due" index under it, or absent from the index when None (paused without
     `until`, or nothing left to fire). `counters` are atomic-add counters kept beside the
-    versioned document (adding to them does not change `version`).
+    versioned document (adding to them does not change `version`). `phase` (period, phase in
+    seconds) puts the record in the phase index too: the schedule fires at every instant t with
+    t mod period == phase, and the ticker finds it there by its phase, through windows it
+    tracks per period — an entry that never moves (see `gnomon.services.tick`).
     """
 
     schedule_id: str
@@ -61,6 +71,7 @@ class ScheduleRecord:
     next_fire_at: datetime | None
     version: int = 0
     counters: Mapping[str, int] = field(default_factory=dict)
+    phase: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,14 @@ class DueEntry:
 
     schedule_id: str
     next_fire_at: datetime
+
+
+@dataclass(frozen=True)
+class PhaseEntry:
+    """One entry of the phase index: a schedule firing at every instant ≡ `phase` (mod its period)."""
+
+    schedule_id: str
+    phase: int
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,32 @@ class ScheduleStore(Protocol):
 
     def add_counters(self, schedule_id: str, deltas: Mapping[str, int]) -> None:
         """Atomically add to named counters (no version change). Missing schedule: no-op."""
+        ...
+
+    def phased(
+        self, period: int, shard: int, low: int, high: int, *, limit: int, after: PhaseEntry | None = None
+    ) -> builtins.list[PhaseEntry]:
+        """Phase-index entries of one period and shard with low <= phase <= high (seconds), by
+        phase then id, after `after`."""
+        ...
+
+    def phase_periods(self) -> builtins.set[int]:
+        """The periods the ticker scans (registered with `add_phase_period`)."""
+        ...
+
+    def add_phase_period(self, period: int) -> None:
+        """Register a period (idempotent)."""
+        ...
+
+    def phase_marks(self, periods: Iterable[int]) -> dict[tuple[int, int], datetime]:
+        """The watermarks of those periods' shards, by (period, shard), of those that have one:
+        every firing of that family at or before it was enqueued."""
+        ...
+
+    def advance_phase_marks(self, period: int, moves: Mapping[int, tuple[datetime | None, datetime]]) -> bool:
+        """Move the watermarks of a period's shards, each from its expected value (None: none
+        yet) to its new one, in one conditional write; False (nothing moved) if one of them was
+        not where expected (another ticker moved it)."""
         ...
 
 

@@ -473,6 +473,59 @@ def test_due(schedules: ScheduleStore) -> None:
     assert len(union) == len(expected)
 
 
+def test_phase_index_entries_by_period_shard_and_phase(schedules: ScheduleStore) -> None:
+    from dataclasses import replace
+
+    ids = [sid for sid in (f"p{i}" for i in range(400)) if shard_of(sid, schedules.shards) == 0][:6]
+    phases = [0, 0, 59, 1800, 3599, 1800]
+    for sid, ph in zip(ids, phases, strict=True):
+        schedules.create(replace(sched(sid, at=None), phase=(3600, ph)))
+    schedules.create(replace(sched("other-period", at=None), phase=(60, 0)))
+    schedules.create(sched("none", at=T0))
+    every = schedules.phased(3600, 0, 0, 3599, limit=100)
+    assert [(e.phase, e.schedule_id) for e in every] == sorted(zip(phases, ids, strict=True))
+    assert schedules.phased(3600, 0, 1, 1799, limit=100) == [e for e in every if e.phase == 59]
+    assert [e.phase for e in schedules.phased(3600, 0, 1800, 1800, limit=100)] == [1800, 1800]
+    assert schedules.get(ids[0]).phase == (3600, 0)
+    # paging with `after`
+    got, after = [], None
+    while page := schedules.phased(3600, 0, 0, 3599, limit=2, after=after):
+        got += page
+        after = page[-1]
+    assert got == every
+    # a write without a phase takes the entry out; another phase moves it
+    rec = schedules.get(ids[2])
+    schedules.update(replace(rec, phase=None), expected_version=rec.version)
+    rec = schedules.get(ids[3])
+    schedules.update(replace(rec, phase=(3600, 7)), expected_version=rec.version)
+    assert [(e.phase, e.schedule_id) for e in schedules.phased(3600, 0, 0, 3599, limit=100)] == sorted(
+        [(0, ids[0]), (0, ids[1]), (7, ids[3]), (3599, ids[4]), (1800, ids[5])]
+    )
+    assert schedules.get(ids[2]).phase is None
+
+
+def test_phase_periods_and_watermarks(schedules: ScheduleStore) -> None:
+    assert schedules.phase_periods() == set()
+    schedules.add_phase_period(3600)
+    schedules.add_phase_period(60)
+    schedules.add_phase_period(3600)
+    assert schedules.phase_periods() == {60, 3600}
+    assert schedules.phase_marks([60, 3600]) == {}
+    assert schedules.advance_phase_marks(60, {0: (None, T0), 3: (None, T0)})
+    assert not schedules.advance_phase_marks(60, {0: (None, T0 + timedelta(minutes=1))})
+    later = T0 + timedelta(minutes=15, milliseconds=250)
+    # all or nothing: one shard not where expected moves none
+    assert not schedules.advance_phase_marks(60, {0: (T0, later), 3: (later, later)})
+    assert schedules.phase_marks([60]) == {(60, 0): T0, (60, 3): T0}
+    assert schedules.advance_phase_marks(60, {0: (T0, later), 1: (None, later)})
+    assert not schedules.advance_phase_marks(60, {0: (T0, later)})
+    assert schedules.advance_phase_marks(3600, {})
+    assert schedules.phase_marks([60, 3600]) == {(60, 0): later, (60, 1): later, (60, 3): T0}
+    assert schedules.phase_marks([3600]) == {}
+    # the bookkeeping is no schedule
+    assert schedules.list(after=None, limit=100).items == []
+
+
 def test_due_bounds_and_paging(schedules: ScheduleStore) -> None:
     # all in one shard: ids chosen to land on shard 0
     ids = [sid for sid in (f"x{i}" for i in range(200)) if shard_of(sid, schedules.shards) == 0][:5]

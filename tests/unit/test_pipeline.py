@@ -73,8 +73,12 @@ def test_a_duplicated_message_runs_once_even_concurrently(p: Pipeline) -> None:
     assert len(p.target.calls) == 1
 
 
+# A far `at` time makes a schedule aperiodic: the due index plans it, not the phase index.
+APERIODIC = {"at": ["2099-01-01T00:00:00Z"]}
+
+
 def test_a_ticker_dying_before_its_advance_and_two_tickers_racing_run_each_firing_once(p: Pipeline) -> None:
-    p.schedule(spec={"intervals": [{"every_seconds": 20}]})
+    p.schedule(spec={"intervals": [{"every_seconds": 20}], **APERIODIC})
     p.queue.drain()
     store = p.schedule_store
     real_update, real_get = store.update, store.get
@@ -1054,14 +1058,14 @@ def test_the_ticker_re_plans_two_tick_periods_ahead(tick: float, horizon: float,
     assert ticker.lead.total_seconds() == pytest.approx(lead)
 
 
-def _one_second_ticks(tick_seconds: float) -> tuple[int, list[float]]:
+def _one_second_ticks(tick_seconds: float, *, phased: bool = False) -> tuple[int, list[float]]:
     """30 ticks a second apart over an every-second schedule, horizon 5 s: the schedule writes
     and each firing's margin (scheduled time − the tick that sent it)."""
     from gnomon.services.tick import Ticker
 
     p = Pipeline(horizon=5)
     p.definition()
-    p.schedule(spec={"intervals": [{"every_seconds": 1}]})
+    p.schedule(spec={"intervals": [{"every_seconds": 1}], **({} if phased else APERIODIC)})
     ticker = Ticker(
         p.schedule_store,
         p.run_store,
@@ -1100,6 +1104,10 @@ def test_a_one_second_ticker_plans_every_firing_ahead_without_writing_the_schedu
     assert len(margins) >= 28 and min(margins) >= 1.0
     every_tick, _ = _one_second_ticks(60)  # the AWS period: lead = the whole 5 s horizon
     assert every_tick >= 28
+    # From the phase index: written once, when a window confirms it; every firing as early.
+    writes, margins = _one_second_ticks(1, phased=True)
+    assert writes == 1
+    assert len(margins) >= 28 and min(margins) >= 1.0
 
 
 def test_a_slow_tick_counts_each_firings_delay_from_when_it_is_sent() -> None:

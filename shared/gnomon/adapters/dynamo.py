@@ -88,6 +88,7 @@ from pynamodb.attributes import (
     BinaryAttribute,
     MapAttribute,
     NumberAttribute,
+    NumberSetAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
@@ -106,6 +107,7 @@ from gnomon.adapters.memory import (
     TIME_SHARDS,
     already_exists_run,
     check_limit,
+    check_phase,
     check_run,
     check_run_location,
     check_schedule,
@@ -115,7 +117,10 @@ from gnomon.adapters.memory import (
     epoch_seconds,
     hold_key,
     parse_due_key,
+    parse_phase_key,
     parse_version_key,
+    phase_key,
+    phase_shard,
     run_key_range,
     run_partition,
     run_time_key,
@@ -126,13 +131,14 @@ from gnomon.adapters.memory import (
 )
 from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
 from gnomon.domain.runs import DURATION_STATUSES, parse_scheduled_run_id, run_duration, start_lateness
-from gnomon.domain.timefmt import parse, sortable
+from gnomon.domain.timefmt import fmt, parse, sortable
 from gnomon.ports import (
     JSON,
     CatalogRecord,
     DueEntry,
     Hold,
     Page,
+    PhaseEntry,
     RequestEntry,
     RunRecord,
     RunSample,
@@ -513,6 +519,15 @@ class _DueIndex(GlobalSecondaryIndex["_ScheduleItem"]):
     due_key = UnicodeAttribute(range_key=True)
 
 
+class _PhaseIndex(GlobalSecondaryIndex["_ScheduleItem"]):
+    class Meta:
+        index_name = "phase"
+        projection = KeysOnlyProjection()
+
+    phase_shard = UnicodeAttribute(hash_key=True)
+    phase_key = UnicodeAttribute(range_key=True)
+
+
 class _ScheduleByKind(GlobalSecondaryIndex["_ScheduleItem"]):
     class Meta:
         index_name = "by_kind"
@@ -551,17 +566,38 @@ class _ScheduleItem(Model):
     kind = UnicodeAttribute(default="schedule")
     due_shard = UnicodeAttribute(null=True)  # both absent when next_fire_at is None: sparse `due`
     due_key = UnicodeAttribute(null=True)
+    phase_shard = UnicodeAttribute(null=True)  # both absent when the record has no phase: sparse `phase`
+    phase_key = UnicodeAttribute(null=True)
     counters = MapAttribute[str, Any](default=dict)  # raw map: counter name → number
     write_token = UnicodeAttribute(null=True)  # fresh per update: see `DynamoScheduleStore.update`
 
     due = _DueIndex()
+    phase = _PhaseIndex()
     by_kind = _ScheduleByKind()
     by_definition = _ScheduleByDefinition()
     by_group = _ScheduleByGroup()
 
 
+class _PhaseMarkItem(Model):
+    """The phase index's bookkeeping, in the schedules table under ids no schedule can have
+    (names start with a letter or digit): `#periods` lists the periods the ticker scans;
+    `#phase/<period>` holds the watermarks of that period's shards (shard → instant), one
+    small item per period so that a tick reads and moves each in one request."""
+
+    schedule_id = UnicodeAttribute(hash_key=True)
+    periods = NumberSetAttribute(null=True)
+    marks = MapAttribute[str, Any](null=True)  # raw map: shard → fmt(instant)
+
+
+_PERIODS_ID = "#periods"
+
+
+def _marks_id(period: int) -> str:
+    return f"#phase/{period}"
+
+
 class DynamoScheduleStore:
-    """`ScheduleStore` on one table with a sharded, sparse due index."""
+    """`ScheduleStore` on one table with a sharded, sparse due index and a phase index."""
 
     def __init__(self, table_name: str | None = None, shards: int | None = None) -> None:
         self.table_name = _table(table_name, SCHEDULES_TABLE_ENV)
@@ -569,9 +605,11 @@ class DynamoScheduleStore:
         if self.shards < 1:
             raise ValueError("shards must be >= 1")
         self._item = _bind(_ScheduleItem, self.table_name)
+        self._mark = _bind(_PhaseMarkItem, self.table_name)
 
     def create(self, rec: ScheduleRecord) -> ScheduleRecord:
         check_schedule(rec)
+        check_phase(rec)
         item = self._item(
             rec.schedule_id,
             docz=pack_doc(rec.doc),
@@ -585,6 +623,9 @@ class DynamoScheduleStore:
         if rec.next_fire_at is not None:
             item.due_shard = str(shard_of(rec.schedule_id, self.shards))
             item.due_key = due_key(store_instant(rec.next_fire_at), rec.schedule_id)
+        if rec.phase is not None:
+            item.phase_shard = phase_shard(rec.phase[0], shard_of(rec.schedule_id, self.shards))
+            item.phase_key = phase_key(rec.phase[1], rec.schedule_id)
         try:
             item.save(condition=self._item.schedule_id.does_not_exist())
         except PutError as e:
@@ -605,6 +646,7 @@ class DynamoScheduleStore:
         self, rec: ScheduleRecord, *, expected_version: int | None, counters: Mapping[str, int] | None = None
     ) -> ScheduleRecord:
         check_schedule(rec)
+        check_phase(rec)
         m = self._item
         actions: list[Action] = [
             m.docz.set(pack_doc(rec.doc)),
@@ -621,6 +663,13 @@ class DynamoScheduleStore:
             ]
         else:
             actions += [m.due_shard.remove(), m.due_key.remove()]
+        if rec.phase is not None:  # the same values again write no index
+            actions += [
+                m.phase_shard.set(phase_shard(rec.phase[0], shard_of(rec.schedule_id, self.shards))),
+                m.phase_key.set(phase_key(rec.phase[1], rec.schedule_id)),
+            ]
+        else:
+            actions += [m.phase_shard.remove(), m.phase_key.remove()]
         for name, delta in (counters or {}).items():  # same atomic add as add_counters
             path = m.counters[name]
             actions.append(path.set((path | 0) + int(delta)))
@@ -744,6 +793,60 @@ class DynamoScheduleStore:
                 self._own_or_raise(schedule_id, token, e)
                 return
 
+    def phased(
+        self, period: int, shard: int, low: int, high: int, *, limit: int, after: PhaseEntry | None = None
+    ) -> builtins.list[PhaseEntry]:
+        check_limit(limit)
+        m = self._item
+        lower = phase_key(low, "")
+        if after is not None:
+            lower = max(lower, phase_key(after.phase, after.schedule_id) + "\x00")  # strictly after
+        upper = f"{high:05d}$"  # above every key of phase `high` (`$` follows `#`)
+        if lower >= upper:
+            return []
+        keys = m.phase.query(phase_shard(period, shard), m.phase_key.between(lower, upper), limit=limit)
+        return [parse_phase_key(k.phase_key) for k in keys]
+
+    def phase_periods(self) -> builtins.set[int]:
+        try:
+            item = self._mark.get(_PERIODS_ID, consistent_read=True)
+        except self._mark.DoesNotExist:
+            return set()
+        return {int(p) for p in item.periods or ()}
+
+    def add_phase_period(self, period: int) -> None:
+        # The watermarks' item first: a ticker that sees the period moves them in it.
+        m = self._mark
+        m(_marks_id(period)).update([m.marks.set(m.marks | {})])
+        m(_PERIODS_ID).update([m.periods.add({period})])
+
+    def phase_marks(self, periods: Iterable[int]) -> dict[tuple[int, int], datetime]:
+        by_id = {_marks_id(p): p for p in periods}
+        out: dict[tuple[int, int], datetime] = {}
+        for item in self._mark.batch_get(list(by_id), consistent_read=True):
+            for shard, mark in (item.marks.as_dict() if item.marks is not None else {}).items():
+                out[(by_id[item.schedule_id], int(shard))] = parse(str(mark))
+        return out
+
+    def advance_phase_marks(self, period: int, moves: Mapping[int, tuple[datetime | None, datetime]]) -> bool:
+        if not moves:
+            return True
+        m = self._mark
+        actions: list[Action] = []
+        condition: Condition | None = None
+        for shard, (old, new) in moves.items():
+            path = m.marks[str(shard)]
+            actions.append(path.set(fmt(store_instant(new))))
+            check = path.does_not_exist() if old is None else path == fmt(store_instant(old))
+            condition = check if condition is None else condition & check
+        try:
+            m(_marks_id(period)).update(actions, condition=condition)
+        except UpdateError as e:
+            if _cause_code(e) == _CONDITION_FAILED:
+                return False
+            raise
+        return True
+
     # internals
 
     def _read(self, schedule_id: str, *, consistent: bool = True) -> _ScheduleItem | None:
@@ -779,6 +882,11 @@ class DynamoScheduleStore:
             next_fire_at=parse_due_key(item.due_key).next_fire_at if item.due_key else None,
             version=int(item.version),
             counters={str(k): int(v) for k, v in counters.items()},
+            phase=(
+                (int(item.phase_shard.partition("/")[0]), parse_phase_key(item.phase_key).phase)
+                if item.phase_shard and item.phase_key
+                else None
+            ),
         )
 
 

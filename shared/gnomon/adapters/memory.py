@@ -29,8 +29,7 @@ import math
 import re
 import threading
 import uuid
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,22 +43,18 @@ from gnomon.ports import (
     DueEntry,
     Hold,
     Page,
+    PhaseEntry,
     RequestEntry,
     RunRecord,
     RunSample,
     ScheduleRecord,
+    shard_of,
 )
 
 DEFAULT_SHARDS = 8
 
 
 # --- helpers shared with gnomon.adapters.dynamo -------------------------------------------------
-
-
-def shard_of(schedule_id: str, shards: int) -> int:
-    """The due-index shard of a schedule: CRC-32 of its id (stable across processes and
-    Python versions, unlike `hash()`) modulo `shards`."""
-    return zlib.crc32(schedule_id.encode("utf-8")) % shards
 
 
 def store_instant(t: datetime) -> datetime:
@@ -87,6 +82,28 @@ def parse_due_key(key: str) -> DueEntry:
     when, _, schedule_id = key.partition("#")
     t = datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return DueEntry(schedule_id=schedule_id, next_fire_at=t)
+
+
+def phase_key(phase: int, schedule_id: str) -> str:
+    """The phase index's sort key: `<phase, 5 digits>#<schedule_id>` (a period divides a day)."""
+    return f"{phase:05d}#{schedule_id}"
+
+
+def phase_shard(period: int, shard: int) -> str:
+    """The phase index's partition key: one per period and shard."""
+    return f"{period}/{shard}"
+
+
+def parse_phase_key(key: str) -> PhaseEntry:
+    phase, _, schedule_id = key.partition("#")
+    return PhaseEntry(schedule_id=schedule_id, phase=int(phase))
+
+
+def check_phase(rec: ScheduleRecord) -> None:
+    if rec.phase is not None:
+        period, phase = rec.phase
+        if not (0 < period <= 86_400 and 0 <= phase < period):
+            raise ValueError(f"phase {rec.phase} out of range")
 
 
 def version_key(incarnation: int, version: int) -> str:
@@ -264,6 +281,7 @@ class _Schedule:
     next_fire_at: datetime | None
     version: int
     counters: dict[str, int] = field(default_factory=dict)
+    phase: tuple[int, int] | None = None
 
     def record(self, schedule_id: str) -> ScheduleRecord:
         return ScheduleRecord(
@@ -275,6 +293,7 @@ class _Schedule:
             next_fire_at=self.next_fire_at,
             version=self.version,
             counters=dict(self.counters),
+            phase=self.phase,
         )
 
 
@@ -287,9 +306,12 @@ class MemoryScheduleStore:
         self.shards = shards
         self._lock = threading.Lock()
         self._items: dict[str, _Schedule] = {}
+        self._periods: set[int] = set()
+        self._marks: dict[tuple[int, int], datetime] = {}
 
     def create(self, rec: ScheduleRecord) -> ScheduleRecord:
         check_schedule(rec)
+        check_phase(rec)
         item = _Schedule(
             doc=json_copy(rec.doc),
             generation=rec.generation,
@@ -298,6 +320,7 @@ class MemoryScheduleStore:
             next_fire_at=store_instant(rec.next_fire_at) if rec.next_fire_at is not None else None,
             version=1,
             counters={k: int(v) for k, v in rec.counters.items()},
+            phase=rec.phase,
         )
         with self._lock:
             if rec.schedule_id in self._items:
@@ -318,11 +341,12 @@ class MemoryScheduleStore:
         self, rec: ScheduleRecord, *, expected_version: int | None, counters: Mapping[str, int] | None = None
     ) -> ScheduleRecord:
         check_schedule(rec)
+        check_phase(rec)
         doc = json_copy(rec.doc)
         next_fire_at = store_instant(rec.next_fire_at) if rec.next_fire_at is not None else None
         with self._lock:
             item = self._checked(rec.schedule_id, expected_version)
-            item.doc, item.next_fire_at = doc, next_fire_at
+            item.doc, item.next_fire_at, item.phase = doc, next_fire_at, rec.phase
             item.generation, item.definition, item.group = rec.generation, rec.definition, rec.group
             item.version += 1
             for name, delta in (counters or {}).items():
@@ -378,6 +402,45 @@ class MemoryScheduleStore:
                 return
             for name, delta in deltas.items():
                 item.counters[name] = item.counters.get(name, 0) + int(delta)
+
+    def phased(
+        self, period: int, shard: int, low: int, high: int, *, limit: int, after: PhaseEntry | None = None
+    ) -> builtins.list[PhaseEntry]:
+        check_limit(limit)
+        lower = phase_key(after.phase, after.schedule_id) if after is not None else None
+        with self._lock:
+            keys = sorted(
+                key
+                for sid, item in self._items.items()
+                if item.phase is not None
+                and item.phase[0] == period
+                and low <= item.phase[1] <= high
+                and shard_of(sid, self.shards) == shard
+                for key in [phase_key(item.phase[1], sid)]
+                if lower is None or key > lower
+            )
+        return [parse_phase_key(k) for k in keys[:limit]]
+
+    def phase_periods(self) -> builtins.set[int]:
+        with self._lock:
+            return set(self._periods)
+
+    def add_phase_period(self, period: int) -> None:
+        with self._lock:
+            self._periods.add(period)
+
+    def phase_marks(self, periods: Iterable[int]) -> dict[tuple[int, int], datetime]:
+        wanted = set(periods)
+        with self._lock:
+            return {k: v for k, v in self._marks.items() if k[0] in wanted}
+
+    def advance_phase_marks(self, period: int, moves: Mapping[int, tuple[datetime | None, datetime]]) -> bool:
+        with self._lock:
+            if any(self._marks.get((period, shard)) != old for shard, (old, _) in moves.items()):
+                return False
+            for shard, (_, new) in moves.items():
+                self._marks[(period, shard)] = store_instant(new)
+            return True
 
     def _checked(self, schedule_id: str, expected_version: int | None) -> _Schedule:
         item = self._items.get(schedule_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import re
 from bisect import bisect_right
@@ -609,6 +610,29 @@ class CompiledSpec:
         if best is not None and self._end is not None and best > self._end:
             return None
         return best
+
+    def fixed_period(self) -> tuple[int, int] | None:
+        """(period, phase) in seconds when every nominal time is an instant t with
+        t mod period == phase (between start_at and end_at), with period dividing a day — one
+        interval, or one cron expression / calendar firing on every day at evenly spaced
+        times in a zone without offset changes; None otherwise (`at` times, exclusions,
+        several streams, days that differ, DST)."""
+        if self._at or self._exclusions or len(self._wall_rules) + len(self._intervals) != 1:
+            return None
+        if self._intervals:
+            rule = self._intervals[0]
+            period, phase = rule.every, rule.offset % rule.every
+        else:
+            matcher = self._wall_rules[0].matcher
+            offsets = _zone_offsets(self.zone)
+            if len(offsets) != 1 or not matcher.every_day():
+                return None
+            times = sorted(matcher.times_of_day())
+            period = 86_400 if len(times) == 1 else times[1] - times[0]
+            if period * len(times) != 86_400 or any(b - a != period for a, b in itertools.pairwise(times)):
+                return None
+            phase = (times[0] - next(iter(offsets))) % period
+        return (period, phase) if 86_400 % period == 0 else None
 
     def _recall(self, key: tuple[str, int], a: int, max_year: int) -> int | None | object:
         """The stream's first firing at or after `a` (searched up to `max_year`) when an earlier

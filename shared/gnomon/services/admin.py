@@ -42,6 +42,7 @@ from gnomon.services.catalog import CALENDAR
 from gnomon.services.common import Caller
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.schedules import Schedules
+from gnomon.services.tick import phase_ranges
 
 GROUP = "group"
 # Schedules read by a scan that no index can replace (a calendar's users, the group counts of
@@ -52,6 +53,7 @@ IN_USE_LISTED = 100  # schedule ids an `in_use` error names
 MAX_BULK = 1000  # schedules per bulk call (CONTRACT.md §4)
 BULK_BUDGET_SECONDS = 20.0  # a bulk call stops early (with a page token) past this; the API has 29 s
 UPCOMING_WINDOW = timedelta(hours=24)
+PHASE_LOOKBACK = timedelta(minutes=15)
 MAX_UPCOMING_SCHEDULES = 10_000  # schedules one upcoming page may read (due, or with enqueued firings)
 # Enqueued firings (plan-log entries) one upcoming page may read: a 15-minute horizon of
 # 100 000 firings is ~110 per second, beyond what one window listing is for.
@@ -601,7 +603,7 @@ class Upcoming:
         filters = {"from": fmt(start), "to": fmt(end), "group": group}
         raw = self._tokens.decode(page_token, "upcoming", filters)
         cursor = _cursor(raw) if raw is not None else None
-        records: dict[str, ScheduleRecord | None] = {r.schedule_id: r for r in self._due_records(end)}
+        records: dict[str, ScheduleRecord | None] = {r.schedule_id: r for r in self._due_records(start, end)}
         # The whole window is read (not from the cursor): every page deduplicates alike.
         planned = self._planned(start, end, group, records)
         taken = {(f.schedule_id, f.nominal) for f in planned}
@@ -675,7 +677,7 @@ class Upcoming:
                 records[schedule_id] = None
         return records[schedule_id]
 
-    def _due_records(self, end: datetime) -> Iterator[ScheduleRecord]:
+    def _due_records(self, start: datetime, end: datetime) -> Iterator[ScheduleRecord]:
         """The schedules whose next unplanned firing is at or before `end`, through the due
         index (O(due), never a scan of all schedules)."""
         ids: list[str] = []
@@ -692,11 +694,36 @@ class Upcoming:
                 if len(entries) < SCAN_PAGE:
                     break
                 after = entries[-1]
-        for schedule_id in ids:
+        ids += self._phased_ids(start, end)
+        for schedule_id in dict.fromkeys(ids):
             try:
                 yield self._store.get(schedule_id)
             except NotFound:
                 continue  # deleted since
+
+    def _phased_ids(self, start: datetime, end: datetime) -> builtins.list[str]:
+        """The schedules of the phase index with a firing from the window's start or now,
+        whichever is earlier (less the longest jitter looked back for), to `end`: a `phased` schedule's unplanned firings are not in the due
+        index. (A firing whose nominal time is more than `PHASE_LOOKBACK` before now but
+        jittered into the window was enqueued then: the plan log lists it.)"""
+        ids: list[str] = []
+        start = min(start, self._clock.now()) - PHASE_LOOKBACK
+        for period in sorted(self._store.phase_periods()):
+            for shard in range(self._store.shards):
+                for low, high in phase_ranges(period, start, end):
+                    after = None
+                    while True:
+                        entries = self._store.phased(period, shard, low, high, limit=SCAN_PAGE, after=after)
+                        ids.extend(e.schedule_id for e in entries)
+                        if len(ids) > MAX_UPCOMING_SCHEDULES:
+                            raise InvalidArgument(
+                                "query.to",
+                                f"more than {MAX_UPCOMING_SCHEDULES} schedules fire in this window; narrow it",
+                            )
+                        if len(entries) < SCAN_PAGE:
+                            break
+                        after = entries[-1]
+        return ids
 
     def _stream(
         self, rec: ScheduleRecord, start: datetime, end: datetime, cursor: _Firing | None

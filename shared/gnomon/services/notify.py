@@ -200,6 +200,23 @@ class PublishingScheduleStore:
     def add_counters(self, schedule_id: str, deltas: Mapping[str, int]) -> None:
         self._inner.add_counters(schedule_id, deltas)
 
+    def phased(
+        self, period: int, shard: int, low: int, high: int, *, limit: int, after: Any = None
+    ) -> builtins.list[Any]:
+        return self._inner.phased(period, shard, low, high, limit=limit, after=after)
+
+    def phase_periods(self) -> builtins.set[int]:
+        return self._inner.phase_periods()
+
+    def add_phase_period(self, period: int) -> None:
+        self._inner.add_phase_period(period)
+
+    def phase_marks(self, periods: Any) -> dict[tuple[int, int], datetime]:
+        return self._inner.phase_marks(periods)
+
+    def advance_phase_marks(self, period: int, moves: Any) -> bool:
+        return self._inner.advance_phase_marks(period, moves)
+
     def _publish(self, schedule_id: str, change: str, doc: JSON | None) -> None:
         state = (doc or {}).get("state") or {}
         detail: JSON = {

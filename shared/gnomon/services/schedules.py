@@ -42,9 +42,12 @@ from gnomon.services.tick import (
     BACKFILL_LEAD,
     LAST_FIRING_GRACE,
     RETRY_GRACE,
+    effective_cursor,
+    is_phased,
     missed_while_paused,
     new_run_doc,
     note_finish,
+    phase_mark,
     schedule_cursor,
     schedule_record,
 )
@@ -76,6 +79,7 @@ _NOT_TOP_LEVEL = frozenset(
         "last_nominal",
         "planned",
         "cursor",
+        "phased",
         "flight",
         "kick",
         "finish_at",
@@ -526,12 +530,15 @@ class Schedules:
             if not rec.doc["state"]["paused"]:
                 state["paused_at"] = fmt(now)
             doc = {**rec.doc, "state": state, "updated_at": fmt(now), **caller.stamp()}
-            # The cursor stays where planning stopped: the unpause counts from there.
+            # The cursor stays where planning stopped: the unpause counts from there. A
+            # `phased` schedule's planning stopped at its family's watermark.
+            cursor = schedule_cursor(rec)
+            if is_phased(rec.doc):
+                compiled = self._compile(Spec.model_validate(rec.doc["spec"]))
+                cursor = effective_cursor(rec, compiled, phase_mark(self._store, rec))
             try:
                 return self._describe(
-                    self._store.update(
-                        schedule_record(rec, doc, schedule_cursor(rec)), expected_version=rec.version
-                    )
+                    self._store.update(schedule_record(rec, doc, cursor), expected_version=rec.version)
                 )
             except Conflict:
                 continue

@@ -17,6 +17,8 @@ that deletes itself (`finish_at`).
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -24,9 +26,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gnomon.domain.errors import AlreadyExists, Conflict, NotFound
+from gnomon.domain.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from gnomon.domain.runs import RunStatus, scheduled_run_id
-from gnomon.domain.spec import CompiledSpec
+from gnomon.domain.spec import CompiledSpec, Spec, compile_spec
 from gnomon.domain.timefmt import fmt, parse
 from gnomon.ports import (
     JSON,
@@ -34,12 +36,14 @@ from gnomon.ports import (
     DueEntry,
     FiringQueue,
     OutgoingMessage,
+    PhaseEntry,
     PlanLog,
     PlannedFiring,
     RunRecord,
     RunStore,
     ScheduleRecord,
     ScheduleStore,
+    shard_of,
 )
 
 MAX_DELAY = 900
@@ -63,6 +67,9 @@ LAST_FIRING_GRACE = timedelta(seconds=MAX_DELAY + 60)  # how long a last firing 
 # two, so a schedule is planned a whole period ahead even when one tick comes late.
 REFILL_TICKS = 2
 TICK_SECONDS = 60.0  # the ticker's period in AWS (template: rate(1 minute))
+# A phase window reaches at most this far past its watermark (a ticker that was down catches up
+# over several ticks; a window never holds more firings of one schedule than a tick plans).
+PHASE_CATCHUP_SPAN = timedelta(hours=6)
 
 
 @dataclass
@@ -75,6 +82,19 @@ class _Prepared:
     missed: int
     missed_runs: list[RunRecord]
     skipped_paused: int
+
+
+@dataclass
+class _Window:
+    """A phase window: the firings of one family's shard in (start, end]; `mark` the watermark
+    it moves on from (None: none yet)."""
+
+    period: int
+    shard: int
+    mark: datetime | None
+    start: datetime
+    end: datetime
+    ok: bool = True
 
 
 @dataclass
@@ -130,6 +150,7 @@ class Ticker:
             self.horizon, max(timedelta(seconds=REFILL_TICKS * max(tick_seconds, 0.0)), self.horizon / 3)
         )
         self._notify: Callable[[str, str, JSON], Any] | None = None
+        self._periods: set[int] = set()  # the phase index's periods known registered
 
     def attach_notifier(self, notify: Callable[[str, str, JSON], Any]) -> None:
         """`notify(definition, event, details)`: the `missed` notifications of a definition
@@ -142,6 +163,11 @@ class Ticker:
         report = TickReport()
         now = self._clock.now()
         until = now + self.lead
+        # The phase windows first: an entering schedule they confirm is planned there in one
+        # write, and the due index then has nothing for it.
+        if not self._plan_phases(now, report, time_left, reserve):
+            report.complete = False
+            return report
         waiting: list[DueEntry] = []  # due entries of several shards planned as one page
         for shard in range(self._schedules.shards):
             after: DueEntry | None = None
@@ -162,6 +188,207 @@ class Ticker:
         self._plan_page(waiting, now, now + self.horizon, report)
         self.sweep(now, report, time_left, reserve)
         return report
+
+    # -- the phase index ---------------------------------------------------------------------
+    #
+    # A schedule firing once every period P (dividing a day) at a fixed phase — every minute,
+    # hourly, daily in a zone without DST, every 90 s... — is found by its phase instead of its
+    # next firing: its entry in the phase index (P and shard; phase, id) never moves, so
+    # planning it writes nothing. The ticker keeps one watermark per (P, shard): every firing
+    # of a `phased` schedule of that family at or before it was enqueued. Each window from the
+    # watermark to now + horizon reads the entries whose phase falls in it (all of them once
+    # the window spans a period), plans their firings in the window, then moves the watermark
+    # with a conditional write — a window a ticker could not finish is read again (its
+    # firings enqueued twice: claims make that harmless).
+    #
+    # A schedule enters by being written with a phase (create, update, unpause...): it is then
+    # in both indexes, and the due index plans it as before (from its cursor) until a window
+    # reads its phase entry; that window plans it from its cursor and marks it `phased` (one
+    # write; its due-index entry goes). So an entry that becomes visible late (GSIs are
+    # eventually consistent) loses nothing. A change of configuration, a pause or
+    # `remaining_actions` takes it out (`schedule_record`).
+
+    def _plan_phases(
+        self, now: datetime, report: TickReport, time_left: Callable[[], float], reserve: float
+    ) -> bool:
+        """Plan every phase window that needs it, the entries of several windows a page at a
+        time (one `send`, one plan-log write per page); then move the watermark of each window
+        planned whole. False when time ran out."""
+        periods = sorted(self._schedules.phase_periods())
+        self._periods = set(periods)
+        if not periods:
+            return True
+        shards = range(self._schedules.shards)
+        marks = self._schedules.phase_marks(periods)
+        windows: list[_Window] = []
+        waiting: list[tuple[PhaseEntry, _Window]] = []
+        finished = True
+        for period in periods:
+            span = max(self.horizon, min(PHASE_CATCHUP_SPAN, timedelta(seconds=500 * period)))
+            for shard in shards:
+                mark = marks.get((period, shard))
+                # No watermark yet: no schedule of this family was ever confirmed `phased`.
+                start = mark if mark is not None else now
+                if start >= now + self.lead:
+                    continue
+                window = _Window(period, shard, mark, start, min(now + self.horizon, start + span))
+                for low, high in phase_ranges(period, window.start, window.end):
+                    after: PhaseEntry | None = None
+                    while finished:
+                        if time_left() < reserve:
+                            finished = False
+                            break
+                        entries = self._schedules.phased(period, shard, low, high, limit=PAGE, after=after)
+                        report.due_read += len(entries)
+                        waiting += [(e, window) for e in entries]
+                        if len(waiting) >= PAGE:
+                            self._plan_phased_page(waiting, now, report)
+                            waiting = []
+                        if len(entries) < PAGE:
+                            break
+                        after = entries[-1]
+                if not finished:
+                    break
+                windows.append(window)
+            if not finished:
+                break
+        self._plan_phased_page(waiting, now, report)
+        for period in periods:
+            moves = {w.shard: (w.mark, w.end) for w in windows if w.period == period and w.ok}
+            if moves and not self._schedules.advance_phase_marks(period, moves):
+                report.conflicts += 1  # another ticker moved them: it planned the same windows
+        return finished
+
+    def _plan_phased_page(
+        self, entries: list[tuple[PhaseEntry, _Window]], now: datetime, report: TickReport
+    ) -> None:
+        """As `_plan_page`, for a page of phase-index entries: one `send` for the page's
+        firings, then the writes some schedules need. A window with a schedule whose firings
+        could not be planned nor handed back to the due index is not `ok`: it is read again."""
+        prepared: list[tuple[_Prepared, bool, _Window]] = []
+        for entry, w in entries:
+            try:
+                rec = self._schedules.get(entry.schedule_id)
+                planned = self._prepare_phased(rec, w, now)
+            except NotFound:
+                continue
+            except Exception as exc:  # one bad schedule must not stop the others
+                report.errors.append(f"{entry.schedule_id}: {exc!r}")
+                w.ok &= self._hand_back(entry.schedule_id, w.mark)
+                continue
+            if planned is not None:
+                prepared.append((*planned, w))
+        messages = [m for p, _, _ in prepared for m in p.messages]
+        if messages:
+            self._send_firings(messages)
+            self._record_plan([p for p, _, _ in prepared], now, report)
+        for prep, write, w in prepared:
+            sid = prep.rec.schedule_id
+            try:
+                sent = self._commit(prep, report, write=write)
+            except NotFound:
+                continue
+            except Conflict:
+                report.conflicts += 1
+                w.ok &= self._plan_phased_alone(sid, w, now, report)
+                continue
+            except Exception as exc:
+                report.errors.append(f"{sid}: {exc!r}")
+                w.ok &= self._hand_back(sid, w.mark)
+                continue
+            if write:
+                report.schedules_advanced += 1
+            report.firings_enqueued += sent
+
+    def _plan_phased_alone(self, schedule_id: str, w: _Window, now: datetime, report: TickReport) -> bool:
+        """A schedule whose write met a change: read and plan it again on its own."""
+        for _ in range(5):
+            try:
+                rec = self._schedules.get(schedule_id)
+                p = self._prepare_phased(rec, w, now)
+                if p is None:
+                    return True
+                if p[0].messages:
+                    self._send_firings(p[0].messages)
+                    self._record_plan([p[0]], now, report)
+                report.firings_enqueued += self._commit(p[0], report, write=p[1])
+                return True
+            except NotFound:
+                return True
+            except Conflict:
+                report.conflicts += 1
+            except Exception as exc:
+                report.errors.append(f"{schedule_id}: {exc!r}")
+                break
+        return self._hand_back(schedule_id, w.mark)
+
+    def _hand_back(self, schedule_id: str, mark: datetime | None) -> bool:
+        """A `phased` schedule the window could not plan goes back to the due index, from the
+        first firing after the watermark (what this family's windows planned before), so the
+        watermark may move on without it. False if even that failed."""
+        for _ in range(3):
+            try:
+                rec = self._schedules.get(schedule_id)
+                if not is_phased(rec.doc):
+                    return True  # the due index plans it from its cursor already
+                doc = dict(rec.doc)
+                doc.pop("phased")
+                cursor = effective_cursor(rec, self._compile(doc["spec"]), mark)
+                self._schedules.update(schedule_record(rec, doc, cursor), expected_version=rec.version)
+                return True
+            except NotFound:
+                return True
+            except Conflict:
+                continue
+            except Exception:
+                logging.getLogger("gnomon.tick").warning("could not hand %s back", schedule_id, exc_info=True)
+                return False
+        return False
+
+    def _prepare_phased(
+        self, rec: ScheduleRecord, w: _Window, now: datetime
+    ) -> tuple[_Prepared, bool] | None:
+        """What a phase window means for one schedule: its firings in the window (a `phased`
+        one's from the window's start, an entering one's from its cursor), and whether its
+        document must be written — to confirm it `phased`, or to hand it back to the due index
+        when it has no firing left or more than one tick plans. None: not this family's (any
+        more)."""
+        period, end = w.period, w.end
+        doc = dict(rec.doc)
+        cursor = schedule_cursor(rec)
+        phase = phase_of(doc, cursor)
+        if phase is None or phase[0] != period or rec.phase != phase or cursor is None:
+            return None
+        compiled = self._compile(doc["spec"])
+        phased = is_phased(doc)
+        first: datetime | None = cursor
+        if phased:  # (without a watermark, from its cursor: a window that confirmed it set it)
+            first = effective_cursor(rec, compiled, w.mark)
+            if first is not None and first > cursor:
+                doc["last_nominal"] = fmt(first - timedelta(seconds=period))  # the firing before, planned
+        missed, missed_runs, firings = 0, list[RunRecord](), list[OutgoingMessage]()
+        nxt = first
+        if first is not None and first <= end:
+            nxt, missed, missed_runs, firings = self._plan_firings(rec, doc, compiled, first, now, end)
+        if nxt is not None and nxt <= end:
+            doc.pop("phased", None)  # more than a tick plans: the due index goes on from `nxt`
+            write = True
+        elif nxt is None:
+            note_finish(doc, None, now)  # no firing left: out of the phase index
+            write = True
+        else:
+            doc["phased"] = phase_signature(doc, phase)
+            write = not phased
+        return _Prepared(rec, schedule_record(rec, doc, nxt), firings, missed, missed_runs, 0), write
+
+    def _ensure_period(self, period: int) -> None:
+        """Register a period the ticker must scan (once per container, unless it is known)."""
+        if period in self._periods:
+            return
+        self._periods = self._schedules.phase_periods()
+        if period not in self._periods:
+            self._schedules.add_phase_period(period)
+            self._periods.add(period)
 
     def plan(
         self,
@@ -184,6 +411,8 @@ class Ticker:
                 rec = self._schedules.get(schedule_id)
             except NotFound:
                 return 0
+            if rec.phase is not None and not is_phased(rec.doc):
+                self._ensure_period(rec.phase[0])  # entering: the windows that confirm it are read
             if rec.next_fire_at is None or rec.next_fire_at > until:
                 return 0
             try:
@@ -283,10 +512,12 @@ class Ticker:
             logging.getLogger("gnomon.tick").warning("plan log not written: %r", exc)
             report.errors.append(f"plan log: {exc!r}")
 
-    def _commit(self, p: _Prepared, report: TickReport) -> int:
-        """Advance a prepared schedule (its messages were sent) and record what it missed."""
+    def _commit(self, p: _Prepared, report: TickReport, *, write: bool = True) -> int:
+        """Advance a prepared schedule (its messages were sent) and record what it missed
+        (`write` False: a `phased` schedule, whose document planning does not change)."""
         rec = p.rec
-        self._schedules.update(p.record, expected_version=rec.version)
+        if write:
+            self._schedules.update(p.record, expected_version=rec.version)
         if p.missed:
             for run in p.missed_runs:
                 with contextlib.suppress(AlreadyExists):  # recorded by an earlier tick
@@ -346,11 +577,14 @@ class Ticker:
                 changed = True
         missed = 0
         missed_runs: list[RunRecord] = []
+        if (phase := phase_of(doc, cursor)) is not None and not is_phased(doc):
+            self._ensure_period(phase[0])  # entering the phase index: its windows must be read
         if (
             not state.get("paused")
             and state.get("remaining_actions") != 0
             and cursor is not None
             and cursor <= until
+            and not is_phased(doc)  # the phase index plans those
         ):
             compiled = self._compile(doc["spec"])
             cursor, missed, missed_runs, firings = self._plan_firings(rec, doc, compiled, cursor, now, until)
@@ -590,8 +824,13 @@ def schedule_cursor(rec: ScheduleRecord) -> datetime | None:
 
 
 def schedule_record(rec: ScheduleRecord, doc: JSON, cursor: datetime | None) -> ScheduleRecord:
-    """`rec` carrying `doc` (with its planning cursor) at its place in the due index."""
+    """`rec` carrying `doc` (with its planning cursor) at its places in the due and phase
+    indexes. A document stays `phased` (its firings planned from the phase index) only while
+    its phase and configuration are those the ticker confirmed."""
     doc = {**doc, "cursor": fmt(cursor)}
+    phase = phase_of(doc, cursor)
+    if phase is None or doc.get("phased") != phase_signature(doc, phase):
+        doc.pop("phased", None)
     return ScheduleRecord(
         schedule_id=rec.schedule_id,
         doc=doc,
@@ -600,18 +839,81 @@ def schedule_record(rec: ScheduleRecord, doc: JSON, cursor: datetime | None) -> 
         group=str(doc.get("group", rec.group)),
         next_fire_at=due_at(doc, cursor),
         version=rec.version,
+        phase=phase,
     )
+
+
+@functools.lru_cache(maxsize=512)
+def _spec_phase(spec_json: str) -> tuple[int, int] | None:
+    try:
+        spec = Spec.model_validate_json(spec_json)
+        if spec.exclude_calendar_refs:
+            return None  # named calendars change on their own: never a fixed phase
+        return compile_spec(spec).fixed_period()
+    except (ValueError, InvalidArgument):
+        return None
+
+
+def phase_of(doc: JSON, cursor: datetime | None) -> tuple[int, int] | None:
+    """(period, phase) of a schedule whose firings the ticker may plan from the phase index:
+    one firing every period (dividing a day) at a fixed phase, not paused, without
+    `remaining_actions` (which counts firings in flight in the document), with firings left."""
+    state = doc["state"]
+    if state.get("paused") or state.get("remaining_actions") is not None or cursor is None:
+        return None
+    return _spec_phase(json.dumps(doc["spec"], sort_keys=True))
+
+
+def phase_signature(doc: JSON, phase: tuple[int, int]) -> str:
+    """What the ticker confirmed when it took a schedule's planning over to the phase index."""
+    return f"{phase[0]}/{phase[1]}/{doc.get('config_version', 1)}"
+
+
+def is_phased(doc: JSON) -> bool:
+    """Whether the ticker plans this document's firings from the phase index (its `cursor`
+    then only says where the planning stood when it took over; see `effective_cursor`)."""
+    return bool(doc.get("phased"))
+
+
+def effective_cursor(rec: ScheduleRecord, compiled: CompiledSpec, mark: datetime | None) -> datetime | None:
+    """The planning cursor of a `phased` schedule whose family's watermark is `mark`: its
+    firings up to the watermark were enqueued by the phase windows (from its stored cursor on)."""
+    cursor = schedule_cursor(rec)
+    if not is_phased(rec.doc) or cursor is None or mark is None:
+        return cursor
+    after = compiled.next_after(mark)
+    return None if after is None else max(cursor, after)
+
+
+def phase_mark(store: ScheduleStore, rec: ScheduleRecord) -> datetime | None:
+    """The watermark of the phase family a record belongs to (None: none, or not phased)."""
+    if rec.phase is None or not is_phased(rec.doc):
+        return None
+    key = (rec.phase[0], shard_of(rec.schedule_id, store.shards))
+    return store.phase_marks([key[0]]).get(key)
+
+
+def phase_ranges(period: int, start: datetime, end: datetime) -> list[tuple[int, int]]:
+    """The phases (inclusive ranges, seconds) of the whole-second instants in (start, end]."""
+    a = math.floor(start.timestamp()) + 1
+    b = math.floor(end.timestamp())
+    if b < a:
+        return []
+    if b - a + 1 >= period:
+        return [(0, period - 1)]
+    low, high = a % period, b % period
+    return [(low, high)] if low <= high else [(low, period - 1), (0, high)]
 
 
 def due_at(doc: JSON, cursor: datetime | None) -> datetime | None:
     """Where a schedule sits in the due index: the earliest instant the ticker has work for it
-    (None: none, it is left out of the index)."""
+    (None: none, it is left out of the index). A phased schedule's firings are not in it."""
     state = doc["state"]
     times: list[datetime] = []
     if state.get("paused"):
         if state.get("paused_until"):
             times.append(parse(state["paused_until"]))
-    elif cursor is not None and state.get("remaining_actions") != 0:
+    elif cursor is not None and state.get("remaining_actions") != 0 and not is_phased(doc):
         times.append(cursor)
     times += [parse(k["at"]) for k in doc.get("kick") or []]
     check_at = (doc.get("flight") or {}).get("check_at")
