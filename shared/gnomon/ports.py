@@ -164,6 +164,10 @@ class ScheduleStore(Protocol):
         about a second old (half the read cost on DynamoDB)."""
         ...
 
+    def get_many(self, schedule_ids: Iterable[str], *, consistent: bool = True) -> dict[str, ScheduleRecord]:
+        """Those of the schedules that exist, by id (BatchGetItem on DynamoDB: 100 a request)."""
+        ...
+
     def update(
         self, rec: ScheduleRecord, *, expected_version: int | None, counters: Mapping[str, int] | None = None
     ) -> ScheduleRecord:

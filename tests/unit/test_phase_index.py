@@ -14,6 +14,7 @@ import pytest
 from gnomon.domain.model import ScheduleUpdate
 from gnomon.domain.spec import Spec, compile_spec
 from gnomon.domain.timefmt import fmt, parse
+from gnomon.ports import PhaseEntry, shard_of
 from gnomon.services.admin import Upcoming
 from gnomon.services.pagetoken import PageTokens
 from gnomon.services.tick import Ticker, phase_ranges
@@ -144,6 +145,25 @@ def test_an_entry_the_phase_index_shows_late_loses_no_firing(
     assert len(nominals) >= 78 and len(p.target.calls) == len(nominals)
 
 
+def test_an_entering_schedule_behind_the_watermark_is_planned_from_its_cursor(
+    p: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window that confirms a schedule plans it from its own cursor, not from the window's
+    start: firings the due index did not reach (its entry lagging too) are not skipped."""
+    p.schedule("early", spec={"cron": ["* * * * *"]})
+    _ticks(p, 20)  # the family's watermark runs ~10-15 minutes ahead
+    monkeypatch.setattr(p.s.schedules, "_planner", None)  # the create plans nothing
+    monkeypatch.setattr(p.schedule_store, "due", lambda *a, **k: [])  # nor does the due index
+    created = p.clock.now()
+    p.schedule("late", spec={"cron": ["* * * * *"]})
+    _ticks(p, 20)
+    monkeypatch.undo()
+    _ticks(p, 5)
+    nominals = _nominals(p, "late")
+    assert nominals[0] == created.replace(second=0) + timedelta(minutes=1)
+    assert nominals == [nominals[0] + timedelta(minutes=i) for i in range(len(nominals))]
+
+
 def test_a_ticker_dying_before_its_watermark_moves_and_two_tickers_racing_run_each_firing_once(
     p: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,6 +274,39 @@ def test_pausing_a_phased_schedule_keeps_the_cursor_at_its_watermark(p: Pipeline
     assert p.schedule_store.get("a").counters["skipped_paused"] == len(skipped_by_worker) + by_unpause
     _ticks(p, 20)
     assert p.schedule_store.get("a").doc.get("phased")  # back in the phase index
+
+
+def test_a_firing_a_stale_read_enqueues_past_the_pause_is_recorded_skipped_and_counted_once(
+    p: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p.schedule("a", spec={"cron": ["* * * * *"]})
+    _ticks(p, 20)
+    before_pause = p.schedule_store.get_many(["a"])
+    p.s.schedules.pause("a", "hold", None, CALLER)
+    rec = p.schedule_store.get("a")
+    cursor, paused_at = parse(rec.doc["cursor"]), parse(rec.doc["state"]["paused_at"])
+    # the next window still finds its phase entry (the index lags) and reads the schedule as it
+    # was before the pause (an eventually consistent read)
+    real, real_phased = p.schedule_store.get_many, p.schedule_store.phased
+    shard = shard_of("a", p.schedule_store.shards)
+
+    def lagging(period: int, s: int, *a: Any, **k: Any) -> list[PhaseEntry]:
+        return real_phased(period, s, *a, **k) + ([PhaseEntry("a", 0)] if s == shard else [])
+
+    monkeypatch.setattr(p.schedule_store, "phased", lagging)
+    monkeypatch.setattr(p.schedule_store, "get_many", lambda ids, **k: {**real(ids, **k), **before_pause})
+    p.clock.advance(5 * 60)
+    assert p.s.ticker.tick().firings_enqueued > 0
+    monkeypatch.setattr(p.schedule_store, "get_many", real)
+    monkeypatch.setattr(p.schedule_store, "phased", real_phased)
+    _ticks(p, 25)
+    skipped = [r.nominal_time for r in p.runs("a") if r.status == "skipped"]
+    assert max(skipped) > cursor  # the stale window's firings were delivered, and skipped
+    p.s.schedules.unpause("a", None, "none", CALLER)
+    by_worker = sum(1 for t in skipped if t < cursor)
+    by_unpause = int((p.clock.now() - cursor).total_seconds()) // 60 + 1
+    assert all(t >= paused_at for t in skipped)
+    assert p.schedule_store.get("a").counters["skipped_paused"] == by_worker + by_unpause
 
 
 def test_an_update_moves_the_schedule_to_its_new_phase_and_drops_the_old_firings(p: Pipeline) -> None:

@@ -642,6 +642,12 @@ class DynamoScheduleStore:
             raise NotFound(f"schedule/{schedule_id}")
         return self._record(item)
 
+    def get_many(self, schedule_ids: Iterable[str], *, consistent: bool = True) -> dict[str, ScheduleRecord]:
+        ids = list(dict.fromkeys(schedule_ids))
+        if not ids:
+            return {}
+        return {sid: self._record(i) for sid, i in self._batch_get(ids, consistent=consistent).items()}
+
     def update(
         self, rec: ScheduleRecord, *, expected_version: int | None, counters: Mapping[str, int] | None = None
     ) -> ScheduleRecord:
@@ -855,10 +861,10 @@ class DynamoScheduleStore:
         except self._item.DoesNotExist:
             return None
 
-    def _batch_get(self, ids: builtins.list[str]) -> dict[str, _ScheduleItem]:
+    def _batch_get(self, ids: builtins.list[str], *, consistent: bool = True) -> dict[str, _ScheduleItem]:
         # pynamodb's batch_get sends at most 100 keys per BatchGetItem and re-sends
         # UnprocessedKeys until none are left; it returns items in no particular order.
-        return {i.schedule_id: i for i in self._item.batch_get(ids, consistent_read=True)}
+        return {i.schedule_id: i for i in self._item.batch_get(ids, consistent_read=consistent)}
 
     def _failed(self, schedule_id: str, expected_version: int | None) -> Exception:
         """The domain error for a failed condition: re-read to tell NotFound from Conflict."""

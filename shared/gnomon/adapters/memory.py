@@ -337,6 +337,10 @@ class MemoryScheduleStore:
                 raise NotFound(f"schedule/{schedule_id}")
             return item.record(schedule_id)
 
+    def get_many(self, schedule_ids: Iterable[str], *, consistent: bool = True) -> dict[str, ScheduleRecord]:
+        with self._lock:
+            return {sid: self._items[sid].record(sid) for sid in schedule_ids if sid in self._items}
+
     def update(
         self, rec: ScheduleRecord, *, expected_version: int | None, counters: Mapping[str, int] | None = None
     ) -> ScheduleRecord:

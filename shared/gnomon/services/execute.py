@@ -66,6 +66,7 @@ from gnomon.services.tick import (
     RETRY_GRACE,
     SETTLE_AFTER,
     completion_ready,
+    counted_by_unpause,
     new_run_doc,
     run_message,
     schedule_cursor,
@@ -481,11 +482,14 @@ class Executor:
             self._count_down(sched, body["nominal_time"], consume=False)
             return Handled("stale", run_id)
         if sched.doc["state"].get("paused"):
+            # (Counted here unless the unpause counts it: a firing past the cursor.)
+            counter = None if counted_by_unpause(sched.doc, nominal) else "skipped_paused"
             if self._history_off(sched.definition):
                 self._count_down(sched, body["nominal_time"], consume=False)
-                self._schedules.add_counters(sid, {"skipped_paused": 1})  # counted, never recorded
+                if counter:
+                    self._schedules.add_counters(sid, {counter: 1})  # counted, never recorded
                 return Handled("skipped", run_id, RunStatus.skipped.value)
-            return self._skip(sched, nominal, "paused", "skipped_paused")
+            return self._skip(sched, nominal, "paused", counter)
         self._wait_until(scheduled)
         try:
             definition = self._definition(sched.definition)
@@ -753,14 +757,15 @@ class Executor:
         # started this one before its record existed): look again, now that the run exists.
         return self._start(rec.run_id, 1)
 
-    def _skip(self, sched: ScheduleRecord, nominal: datetime, reason: str, counter: str) -> Handled:
+    def _skip(self, sched: ScheduleRecord, nominal: datetime, reason: str, counter: str | None) -> Handled:
         self._count_down(sched, fmt(nominal) or "", consume=False)
         run = skipped_run(sched, nominal, reason, self._clock.now())
         try:
             self._runs.create(run)
         except AlreadyExists:
             return Handled("duplicate", run.run_id)
-        self._schedules.add_counters(sched.schedule_id, {counter: 1})
+        if counter is not None:
+            self._schedules.add_counters(sched.schedule_id, {counter: 1})
         return Handled("skipped", run.run_id, RunStatus.skipped.value)
 
     def _count_down(self, sched: ScheduleRecord, nominal: str, *, consume: bool) -> None:

@@ -174,6 +174,9 @@ class PublishingScheduleStore:
             self._seen.swap(schedule_id, _paused(rec))
         return rec
 
+    def get_many(self, schedule_ids: Any, *, consistent: bool = True) -> dict[str, ScheduleRecord]:
+        return self._inner.get_many(schedule_ids, consistent=consistent)  # the ticker's: no lifecycle
+
     def update(self, rec: ScheduleRecord, *, expected_version: int | None) -> ScheduleRecord:
         saved = self._inner.update(rec, expected_version=expected_version)
         known, old = self._seen.swap(saved.schedule_id, _paused(saved))

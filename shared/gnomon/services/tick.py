@@ -266,12 +266,18 @@ class Ticker:
         firings, then the writes some schedules need. A window with a schedule whose firings
         could not be planned nor handed back to the due index is not `ok`: it is read again."""
         prepared: list[tuple[_Prepared, bool, _Window]] = []
+        # Read eventually consistent, in one request a page: nothing is written on what they
+        # say unconditionally (a confirming write is conditional on the version read; what a
+        # read a second old enqueues, the worker checks against the schedule as it is then).
+        records = (
+            self._schedules.get_many([e.schedule_id for e, _ in entries], consistent=False) if entries else {}
+        )
         for entry, w in entries:
+            rec = records.get(entry.schedule_id)
+            if rec is None:
+                continue  # deleted (or not yet readable: its due-index entry plans it meanwhile)
             try:
-                rec = self._schedules.get(entry.schedule_id)
                 planned = self._prepare_phased(rec, w, now)
-            except NotFound:
-                continue
             except Exception as exc:  # one bad schedule must not stop the others
                 report.errors.append(f"{entry.schedule_id}: {exc!r}")
                 w.ok &= self._hand_back(entry.schedule_id, w.mark)
@@ -943,6 +949,18 @@ def missed_while_paused(
     if cursor is not None:
         start = max(start, cursor - timedelta(milliseconds=1))
     return compiled.times(start, MAX_PAUSED_COUNTED, now)
+
+
+def counted_by_unpause(doc: JSON, nominal: datetime) -> bool:
+    """Whether the unpause of this paused schedule will count the firing at `nominal` as
+    skipped_paused (`missed_while_paused`): a firing at or after the cursor that reaches the
+    worker while paused — enqueued from a read just before the pause — is recorded as skipped
+    by the worker but counted once, by the unpause."""
+    state = doc["state"]
+    if not state.get("paused") or not state.get("paused_at") or not doc.get("cursor"):
+        return False
+    start = max(parse(state["paused_at"]), parse(doc["cursor"]) - timedelta(milliseconds=1))
+    return nominal > start
 
 
 def completion_ready(rec: ScheduleRecord, runs: RunStore, now: datetime) -> bool:
