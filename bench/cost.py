@@ -77,6 +77,7 @@ TICKS_PER_MONTH = 30 * 24 * 60
 DYNAMODB_LATENCY_S = 0.006
 SQS_LATENCY_S = 0.015
 HANDLER_OVERHEAD_S = 0.005
+WORKER_THREADS = 32  # functions/worker/app.py's pool
 TABLE_ENV = {
     "GNOMON_CATALOG_TABLE": "CatalogTable",
     "GNOMON_SCHEDULES_TABLE": "SchedulesTable",
@@ -392,6 +393,13 @@ def _table_defs(template: dict[str, Any], tables: dict[str, str]) -> dict[str, T
     return {name: table_def(lid, template["Resources"][lid]["Properties"]) for lid, name in tables.items()}
 
 
+def _firings_in(body: dict[str, Any]) -> int:
+    """The firings a message carries (a packed message: several)."""
+    if body.get("kind") == "firings":
+        return len(body["firings"])
+    return 1 if body.get("kind") == "firing" else 0
+
+
 def _specs(kind: str, n: int, window_start: datetime) -> list[dict[str, Any]]:
     if kind == "minute":
         return [{"cron": ["* * * * *"]} for _ in range(n)]
@@ -481,6 +489,7 @@ def _run(sim: Simulation, template: dict[str, Any], meter: Meter) -> dict[str, A
         worker_id="worker-cost",
         stats_store=DynamoStatsStore(),
         plan_log=DynamoPlanLog(),
+        pack_firings=True,  # as `gnomon.wiring.services` sends them in AWS
     )
     services.executor._sleep = lambda s: None  # the virtual clock is already at the firing's second
     ticker_app, worker_app = _handler_module("ticker"), _handler_module("worker")
@@ -599,16 +608,18 @@ def _run(sim: Simulation, template: dict[str, Any], meter: Meter) -> dict[str, A
                             ],
                         )
                     if counted:
-                        n_firings = sum(1 for _, m in batch if json.loads(m["Body"]).get("kind") == "firing")
+                        n_firings = sum(_firings_in(json.loads(m["Body"])) for _, m in batch)
                         firings += n_firings
                         made = meter.requests[before:]
                         ddb = sum(1 for r in made if r.service == "dynamodb")
                         sqs_n = sum(1 for r in made if r.service == "sqs")
-                        # In AWS the records of a batch run in parallel threads, each waiting on
-                        # its own requests in turn: ~ the requests of one record × their latency.
+                        # In AWS the firings of a batch (its records', packed ones unpacked) run
+                        # in parallel threads (32 at most), each waiting on its own requests in
+                        # turn: ~ the requests of one firing × their latency.
+                        units = sum(max(1, _firings_in(json.loads(m["Body"]))) for _, m in batch)
                         modeled = HANDLER_OVERHEAD_S + (
                             ddb * DYNAMODB_LATENCY_S + sqs_n * SQS_LATENCY_S
-                        ) / max(1, len(batch))
+                        ) / max(1, min(WORKER_THREADS, units))
                         batches.append(
                             {
                                 "records": len(batch),
@@ -646,6 +657,10 @@ def _usage_of(requests: list[Request]) -> Usage:
     return u
 
 
+def _signature(r: Request) -> tuple[Any, ...]:
+    return (r.operation, r.table, round(r.rru, 3), round(r.wru + sum(r.index_wru.values()), 3))
+
+
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     """Per-firing figures and dollars per million firings (variable cost; the ticker's idle
     tick and the event source mapping's idle polls are a fixed cost per month, apart)."""
@@ -654,11 +669,13 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     ticks = len(raw["ticks"])
     # The ticker's fixed part — the requests of an idle tick (one due-index query per shard, the
     # lease sweep's queries) — comes every minute whatever is due; the rest follows the firings.
-    idle = Counter((r.operation, r.table) for r in raw["idle_requests"])
+    # Matched by operation, table and what they cost: a read of the same table that returns
+    # more (a phase window's page of schedules beside the idle read of the watermarks) is work.
+    idle = Counter(_signature(r) for r in raw["idle_requests"])
     fixed_left = Counter({k: v * ticks for k, v in idle.items()})
     variable: list[Request] = []
     for r in reqs:
-        k = (r.operation, r.table)
+        k = _signature(r)
         if r.component == "ticker" and fixed_left[k] > 0:
             fixed_left[k] -= 1
             continue

@@ -96,10 +96,13 @@ def build(
     notification_sender: NotificationSender | None = None,
     lifecycle_bus: LifecycleBus | None = None,
     plan_log: PlanLog | None = None,
+    pack_firings: bool = False,
 ) -> Services:
     """Wire the use cases over the given adapters. With a `lifecycle_bus`, every run status
     change and schedule create/delete/pause/unpause is put on it. Without a `plan_log`, the
-    ticker records what it enqueues in memory (`/v1/upcoming` of this process reads it)."""
+    ticker records what it enqueues in memory (`/v1/upcoming` of this process reads it). With
+    `pack_firings`, the ticker sends the firings of one second several a message (the worker
+    Lambda's handler unpacks them; a test driving `Executor.handle` leaves it off)."""
     if plan_log is None:
         from gnomon.adapters.planlog import MemoryPlanLog
 
@@ -137,6 +140,7 @@ def build(
         tick_seconds=tick_seconds,
         firing_quota=lambda group: group_quota(catalog, group).max_firings_per_second,
         plan_log=plan_log,
+        pack_firings=pack_firings,
     )
     schedules = Schedules(
         schedule_store,
@@ -271,6 +275,7 @@ def services() -> Services:
         notification_sender=AwsNotificationSender(),
         lifecycle_bus=bus_from_env(),
         plan_log=DynamoPlanLog(),
+        pack_firings=True,
     )
 
 

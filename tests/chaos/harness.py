@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import logging
 import os
 import random
@@ -276,6 +275,7 @@ class Chaos:
             horizon_seconds=self.cfg.horizon_s,
             worker_id=name,
             stats_store=DynamoStatsStore(),
+            pack_firings=True,  # the firings of one second share messages, as in AWS
         )
         s.executor._sleep = lambda seconds: None  # type: ignore[attr-defined]  # messages land on time
         return Container(name, s)
@@ -400,7 +400,9 @@ class Chaos:
                 shares.setdefault((msg.seq + msg.receive_count) % len(self.workers), []).append(msg)
             for index, msgs in shares.items():
                 worker = self.workers[index]
-                scope = worker.services.executor.per_batch([_body(m) for m in msgs])
+                scope = worker.services.executor.per_batch(
+                    [b for m in msgs for b in self.app._bodies(m.record())]
+                )
                 hold = scope.__enter__()
                 ends: list[tuple[str, str]] = []  # (container, end) per delivery
                 for msg in msgs:
@@ -450,7 +452,9 @@ class Chaos:
         then deletes the message unless the handler reported it as failed. Answers `ok`,
         `failed` or `crashed`."""
         self.faults.seed_thread(label)
-        self._tls.services = SimpleNamespace(executor=_Recording(self, container.services.executor))
+        self._tls.services = SimpleNamespace(
+            executor=_Recording(self, container.services.executor), queue=container.services.queue
+        )
         self._tls.message = msg
         self._tls.container = container
         try:
@@ -460,7 +464,8 @@ class Chaos:
         if failed is None:
             self.queue.delete(msg.message_id, msg.receipt)
             with self.lock:
-                self.outcomes[handled.outcome] += 1
+                for h in handled:
+                    self.outcomes[h.outcome] += 1
             return "ok"
         with self.lock:
             self.outcomes["message_failed"] += 1
@@ -751,11 +756,3 @@ def run_chaos(cfg: ChaosConfig, progress: Callable[[Chaos], None] | None = None)
         finally:
             faults.enabled = False
         return chaos, chaos.audit()
-
-
-def _body(msg: Message) -> dict[str, Any]:
-    try:
-        body = json.loads(msg.body)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

@@ -17,7 +17,7 @@ from gnomon.domain.timefmt import EPOCH, fmt
 from gnomon.ports import JSON, Clock, DeadLetterQueue, RunSample, RunStore
 from gnomon.services.stats import zone
 
-KNOWN_KINDS = frozenset({"firing", "run", "lease_expired"})
+KNOWN_KINDS = frozenset({"firing", "firings", "run", "lease_expired"})
 MAX_LATENESS_RUNS = 10_000
 DEFAULT_WINDOW = timedelta(hours=1)
 INCLUDES = ("firings", "durations")

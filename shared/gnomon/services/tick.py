@@ -128,8 +128,10 @@ class Ticker:
         tick_seconds: float = TICK_SECONDS,
         firing_quota: Callable[[str], float | None] | None = None,
         plan_log: PlanLog | None = None,
+        pack_firings: bool = False,
     ) -> None:
         self._plan_log = plan_log  # what was enqueued, for /v1/upcoming (None: not recorded)
+        self._pack = pack_firings  # several firings a message (the worker handler unpacks them)
         self._firing_quota = firing_quota  # a group's max_firings_per_second (None = unlimited)
         self._taken: dict[str, dict[int, int]] = {}  # per group: firings placed per epoch second
         self._quota_cache: dict[str, tuple[datetime, float | None]] = {}
@@ -447,9 +449,11 @@ class Ticker:
         """Send firing messages, each delayed to become visible within the second before its
         scheduled time (SQS delays are whole seconds; the worker waits out the rest). The delay
         is counted from the send, not from the tick's start: a tick's later pages (and slow
-        sends) would otherwise deliver late by the time the tick had spent."""
+        sends) would otherwise deliver late by the time the tick had spent. With `pack_firings`,
+        the firings that become visible in the same second share messages (`pack_firings`)."""
         now = self._clock.now()
-        self._queue.send([_timed(m, now) for m in messages])
+        timed = [_timed(m, now) for m in messages]
+        self._queue.send(pack_firings(timed) if self._pack else timed)
 
     def _plan_page(self, entries: list[DueEntry], now: datetime, until: datetime, report: TickReport) -> None:
         """Plan a page of due schedules with one `send` for all their messages (SendMessageBatch
@@ -1004,6 +1008,42 @@ def _timed(message: OutgoingMessage, now: datetime) -> OutgoingMessage:
         return message
     ahead = (parse(str(scheduled)) - now).total_seconds()
     return replace(message, delay_seconds=max(0, min(MAX_DELAY, math.floor(ahead))))
+
+
+FIRINGS_PER_MESSAGE = 10  # a packed message's firings (≈ 4 KB: one 64 KB SQS chunk)
+
+
+def pack_firings(messages: list[OutgoingMessage]) -> list[OutgoingMessage]:
+    """The firing messages that share a delay (they become visible in the same second: a cron
+    fleet's firings) packed `FIRINGS_PER_MESSAGE` a message, `{"kind": "firings", "firings":
+    [body, …]}`: one SQS send, receive and delete for ten firings. Other messages, and a
+    firing alone in its second, go as they are."""
+    out: list[OutgoingMessage] = []
+    by_delay: dict[int, list[OutgoingMessage]] = {}
+    for m in messages:
+        if m.body.get("kind") == "firing":
+            by_delay.setdefault(m.delay_seconds, []).append(m)
+        else:
+            out.append(m)
+    for delay, group in by_delay.items():
+        for i in range(0, len(group), FIRINGS_PER_MESSAGE):
+            chunk = group[i : i + FIRINGS_PER_MESSAGE]
+            if len(chunk) == 1:
+                out.append(chunk[0])
+            else:
+                body = {"kind": "firings", "firings": [m.body for m in chunk]}
+                out.append(OutgoingMessage(body=body, delay_seconds=delay))
+    return out
+
+
+def unpack_firings(body: JSON) -> list[JSON] | None:
+    """The firings of a packed message (None: not packed)."""
+    if body.get("kind") != "firings":
+        return None
+    firings = body.get("firings")
+    if not isinstance(firings, list) or not firings or not all(isinstance(f, dict) for f in firings):
+        raise ValueError("a packed message must list its firings as JSON objects")
+    return firings
 
 
 def run_message(run_id: str, attempt: int, delay: float = 0) -> OutgoingMessage:
