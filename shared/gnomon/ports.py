@@ -72,6 +72,7 @@ class ScheduleRecord:
     version: int = 0
     counters: Mapping[str, int] = field(default_factory=dict)
     phase: tuple[int, int] | None = None
+    phase_plan: list[Any] | None = None  # what the phase index carries for the ticker (`PhaseEntry`)
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,17 @@ class DueEntry:
 
 @dataclass(frozen=True)
 class PhaseEntry:
-    """One entry of the phase index: a schedule firing at every instant ≡ `phase` (mod its period)."""
+    """One entry of the phase index: a schedule firing at every instant ≡ `phase` (mod its period).
+    `plan` is what the ticker needs to plan a `phased` schedule's firings without reading it
+    (projected into the index with the schedule's generation, definition and group; it changes
+    only with the schedule's configuration)."""
 
     schedule_id: str
     phase: int
+    plan: list[Any] | None = None
+    generation: str | None = None
+    definition: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True)

@@ -479,7 +479,7 @@ def test_phase_index_entries_by_period_shard_and_phase(schedules: ScheduleStore)
     ids = [sid for sid in (f"p{i}" for i in range(400)) if shard_of(sid, schedules.shards) == 0][:6]
     phases = [0, 0, 59, 1800, 3599, 1800]
     for sid, ph in zip(ids, phases, strict=True):
-        schedules.create(replace(sched(sid, at=None), phase=(3600, ph)))
+        schedules.create(replace(sched(sid, at=None), phase=(3600, ph), phase_plan=[sid, 1, None]))
     schedules.create(replace(sched("other-period", at=None), phase=(60, 0)))
     schedules.create(sched("none", at=T0))
     every = schedules.phased(3600, 0, 0, 3599, limit=100)
@@ -487,6 +487,11 @@ def test_phase_index_entries_by_period_shard_and_phase(schedules: ScheduleStore)
     assert schedules.phased(3600, 0, 1, 1799, limit=100) == [e for e in every if e.phase == 59]
     assert [e.phase for e in schedules.phased(3600, 0, 1800, 1800, limit=100)] == [1800, 1800]
     assert schedules.get(ids[0]).phase == (3600, 0)
+    # the entries carry their plan (projected into the index)
+    assert all(
+        e.plan == [e.schedule_id, 1, None] and e.generation == "g1" and e.definition == "d1" for e in every
+    )
+    assert schedules.get(ids[0]).phase_plan == [ids[0], 1, None]
     # paging with `after`
     got, after = [], None
     while page := schedules.phased(3600, 0, 0, 3599, limit=2, after=after):
@@ -495,13 +500,13 @@ def test_phase_index_entries_by_period_shard_and_phase(schedules: ScheduleStore)
     assert got == every
     # a write without a phase takes the entry out; another phase moves it
     rec = schedules.get(ids[2])
-    schedules.update(replace(rec, phase=None), expected_version=rec.version)
+    schedules.update(replace(rec, phase=None, phase_plan=None), expected_version=rec.version)
     rec = schedules.get(ids[3])
     schedules.update(replace(rec, phase=(3600, 7)), expected_version=rec.version)
     assert [(e.phase, e.schedule_id) for e in schedules.phased(3600, 0, 0, 3599, limit=100)] == sorted(
         [(0, ids[0]), (0, ids[1]), (7, ids[3]), (3599, ids[4]), (1800, ids[5])]
     )
-    assert schedules.get(ids[2]).phase is None
+    assert schedules.get(ids[2]).phase is None and schedules.get(ids[2]).phase_plan is None
 
 
 def test_phase_periods_and_watermarks(schedules: ScheduleStore) -> None:

@@ -38,7 +38,7 @@ KEYS: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[list[tuple[str, str
         [("schedule_id", "HASH")],
         {
             "due": ([("due_shard", "HASH"), ("due_key", "RANGE")], "KEYS_ONLY"),
-            "phase": ([("phase_shard", "HASH"), ("phase_key", "RANGE")], "KEYS_ONLY"),
+            "phase": ([("phase_shard", "HASH"), ("phase_key", "RANGE")], "INCLUDE"),
             "by_kind": ([("kind", "HASH"), ("schedule_id", "RANGE")], "KEYS_ONLY"),
             "by_definition": ([("definition", "HASH"), ("schedule_id", "RANGE")], "KEYS_ONLY"),
             "by_group": ([("group", "HASH"), ("schedule_id", "RANGE")], "KEYS_ONLY"),

@@ -87,7 +87,24 @@ def test_phase_ranges_cover_exactly_the_window() -> None:
 
 def test_an_hourly_schedule_is_written_once_then_fires_every_hour_from_the_phase_index(p: Pipeline) -> None:
     p.schedule("h", spec={"cron": ["0 * * * *"]})
-    writes = _ticks(p, 6 * 60 + 1)
+    writes = _ticks(p, 90)  # confirmed by then
+    reads: list[str] = []
+    for name in ("get", "get_many"):
+        real = getattr(p.schedule_store, name)
+        setattr(
+            p.schedule_store,
+            name,
+            lambda *a, _real=real, _name=name, **k: reads.append(_name) or _real(*a, **k),
+        )
+    ticker_reads = 0
+    for _ in range(6 * 60 + 1 - 90):
+        before = len(reads)
+        p.s.ticker.tick()
+        ticker_reads += len(reads) - before
+        for _ in range(6):
+            p.deliver_due()
+            p.clock.advance(10)
+    assert ticker_reads == 0  # the windows plan it from its phase entry, unread
     nominals = _nominals(p, "h")
     assert nominals == [T0 + timedelta(hours=h) for h in range(1, 7)]  # T0 is 10:00, created at it
     assert writes == 1  # the window that confirmed it `phased`

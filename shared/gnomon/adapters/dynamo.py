@@ -80,7 +80,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -522,7 +522,7 @@ class _DueIndex(GlobalSecondaryIndex["_ScheduleItem"]):
 class _PhaseIndex(GlobalSecondaryIndex["_ScheduleItem"]):
     class Meta:
         index_name = "phase"
-        projection = KeysOnlyProjection()
+        projection = IncludeProjection(["phase_plan", "generation", "definition", "group"])
 
     phase_shard = UnicodeAttribute(hash_key=True)
     phase_key = UnicodeAttribute(range_key=True)
@@ -568,6 +568,7 @@ class _ScheduleItem(Model):
     due_key = UnicodeAttribute(null=True)
     phase_shard = UnicodeAttribute(null=True)  # both absent when the record has no phase: sparse `phase`
     phase_key = UnicodeAttribute(null=True)
+    phase_plan = UnicodeAttribute(null=True)  # JSON, projected into `phase`: the same value writes no index
     counters = MapAttribute[str, Any](default=dict)  # raw map: counter name → number
     write_token = UnicodeAttribute(null=True)  # fresh per update: see `DynamoScheduleStore.update`
 
@@ -590,6 +591,11 @@ class _PhaseMarkItem(Model):
 
 
 _PERIODS_ID = "#periods"
+
+
+def _plan_json(plan: list[Any] | None) -> str | None:
+    """A phase plan as stored: compact JSON, so an unchanged plan is the same value again."""
+    return None if plan is None else json.dumps(plan, separators=(",", ":"))
 
 
 def _marks_id(period: int) -> str:
@@ -626,6 +632,7 @@ class DynamoScheduleStore:
         if rec.phase is not None:
             item.phase_shard = phase_shard(rec.phase[0], shard_of(rec.schedule_id, self.shards))
             item.phase_key = phase_key(rec.phase[1], rec.schedule_id)
+            item.phase_plan = _plan_json(rec.phase_plan)
         try:
             item.save(condition=self._item.schedule_id.does_not_exist())
         except PutError as e:
@@ -674,8 +681,10 @@ class DynamoScheduleStore:
                 m.phase_shard.set(phase_shard(rec.phase[0], shard_of(rec.schedule_id, self.shards))),
                 m.phase_key.set(phase_key(rec.phase[1], rec.schedule_id)),
             ]
+            plan = _plan_json(rec.phase_plan)
+            actions.append(m.phase_plan.set(plan) if plan is not None else m.phase_plan.remove())
         else:
-            actions += [m.phase_shard.remove(), m.phase_key.remove()]
+            actions += [m.phase_shard.remove(), m.phase_key.remove(), m.phase_plan.remove()]
         for name, delta in (counters or {}).items():  # same atomic add as add_counters
             path = m.counters[name]
             actions.append(path.set((path | 0) + int(delta)))
@@ -811,7 +820,16 @@ class DynamoScheduleStore:
         if lower >= upper:
             return []
         keys = m.phase.query(phase_shard(period, shard), m.phase_key.between(lower, upper), limit=limit)
-        return [parse_phase_key(k.phase_key) for k in keys]
+        return [
+            replace(
+                parse_phase_key(k.phase_key),
+                plan=json.loads(k.phase_plan) if k.phase_plan else None,
+                generation=k.generation,
+                definition=k.definition,
+                group=k.group,
+            )
+            for k in keys
+        ]
 
     def phase_periods(self) -> builtins.set[int]:
         try:
@@ -893,6 +911,7 @@ class DynamoScheduleStore:
                 if item.phase_shard and item.phase_key
                 else None
             ),
+            phase_plan=json.loads(item.phase_plan) if item.phase_shard and item.phase_plan else None,
         )
 
 

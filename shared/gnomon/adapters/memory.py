@@ -30,7 +30,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -282,6 +282,7 @@ class _Schedule:
     version: int
     counters: dict[str, int] = field(default_factory=dict)
     phase: tuple[int, int] | None = None
+    phase_plan: list[Any] | None = None
 
     def record(self, schedule_id: str) -> ScheduleRecord:
         return ScheduleRecord(
@@ -294,6 +295,7 @@ class _Schedule:
             version=self.version,
             counters=dict(self.counters),
             phase=self.phase,
+            phase_plan=json_copy(self.phase_plan) if self.phase is not None else None,
         )
 
 
@@ -321,6 +323,7 @@ class MemoryScheduleStore:
             version=1,
             counters={k: int(v) for k, v in rec.counters.items()},
             phase=rec.phase,
+            phase_plan=json_copy(rec.phase_plan),
         )
         with self._lock:
             if rec.schedule_id in self._items:
@@ -351,6 +354,7 @@ class MemoryScheduleStore:
         with self._lock:
             item = self._checked(rec.schedule_id, expected_version)
             item.doc, item.next_fire_at, item.phase = doc, next_fire_at, rec.phase
+            item.phase_plan = json_copy(rec.phase_plan)
             item.generation, item.definition, item.group = rec.generation, rec.definition, rec.group
             item.version += 1
             for name, delta in (counters or {}).items():
@@ -423,7 +427,20 @@ class MemoryScheduleStore:
                 for key in [phase_key(item.phase[1], sid)]
                 if lower is None or key > lower
             )
-        return [parse_phase_key(k) for k in keys[:limit]]
+            out = []
+            for k in keys[:limit]:
+                entry = parse_phase_key(k)
+                item = self._items[entry.schedule_id]
+                out.append(
+                    replace(
+                        entry,
+                        plan=json_copy(item.phase_plan),
+                        generation=item.generation,
+                        definition=item.definition,
+                        group=item.group,
+                    )
+                )
+            return out
 
     def phase_periods(self) -> builtins.set[int]:
         with self._lock:

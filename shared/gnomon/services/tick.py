@@ -23,7 +23,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gnomon.domain.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
@@ -268,18 +268,25 @@ class Ticker:
         firings, then the writes some schedules need. A window with a schedule whose firings
         could not be planned nor handed back to the due index is not `ok`: it is read again."""
         prepared: list[tuple[_Prepared, bool, _Window]] = []
-        # Read eventually consistent, in one request a page: nothing is written on what they
-        # say unconditionally (a confirming write is conditional on the version read; what a
-        # read a second old enqueues, the worker checks against the schedule as it is then).
-        records = (
-            self._schedules.get_many([e.schedule_id for e, _ in entries], consistent=False) if entries else {}
-        )
+        # A `phased` schedule is planned from its entry's plan, unread. The others (entering)
+        # are read eventually consistent, in one request a page. Nothing is written on what
+        # either says unconditionally: a write is conditional on the version read strongly
+        # first, and the worker checks each firing against the schedule as it is then (an
+        # entry or a read a second old may precede a change).
+        planned_from = {e.schedule_id: r for e, w in entries if (r := _planned_record(e, w.period))}
+        unread = [e.schedule_id for e, _ in entries if e.schedule_id not in planned_from]
+        records = {**planned_from, **(self._schedules.get_many(unread, consistent=False) if unread else {})}
         for entry, w in entries:
             rec = records.get(entry.schedule_id)
             if rec is None:
                 continue  # deleted (or not yet readable: its due-index entry plans it meanwhile)
             try:
                 planned = self._prepare_phased(rec, w, now)
+                if planned is not None and rec.version < 0 and (planned[1] or planned[0].missed):
+                    # A write, or skipped runs to record (with the schedule's input): read it.
+                    planned = self._prepare_phased(self._schedules.get(entry.schedule_id), w, now)
+            except NotFound:
+                continue
             except Exception as exc:  # one bad schedule must not stop the others
                 report.errors.append(f"{entry.schedule_id}: {exc!r}")
                 w.ok &= self._hand_back(entry.schedule_id, w.mark)
@@ -850,6 +857,7 @@ def schedule_record(rec: ScheduleRecord, doc: JSON, cursor: datetime | None) -> 
         next_fire_at=due_at(doc, cursor),
         version=rec.version,
         phase=phase,
+        phase_plan=None if phase is None else phase_plan(doc),
     )
 
 
@@ -872,6 +880,74 @@ def phase_of(doc: JSON, cursor: datetime | None) -> tuple[int, int] | None:
     if state.get("paused") or state.get("remaining_actions") is not None or cursor is None:
         return None
     return _spec_phase(json.dumps(doc["spec"], sort_keys=True))
+
+
+def phase_plan(doc: JSON) -> list[Any] | None:
+    """What the phase index carries for the ticker beside the generation, definition and
+    group: all a window needs to plan a `phased` schedule's firings unread (`_planned_record`)
+    — [cursor, last nominal time, config_version, catch-up window, jitter, start_at, end_at],
+    instants in epoch ms, ~60 bytes (the schedule item stays under 1 KB: a write unit). None
+    until the ticker confirmed it `phased`. None of it changes when a firing runs: those
+    writes cost the index nothing."""
+    if not is_phased(doc):
+        return None
+    spec = doc["spec"]
+
+    def ms(value: Any) -> int | None:
+        return None if not value else int(parse(str(value)).timestamp() * 1000)
+
+    return [
+        ms(doc.get("cursor")),
+        ms(doc.get("last_nominal")),
+        int(doc.get("config_version", 1)),
+        int(doc["policies"]["catchup_window_seconds"]),
+        int(spec.get("jitter_seconds") or 0),
+        ms(spec.get("start_at")),
+        ms(spec.get("end_at")),
+    ]
+
+
+def _planned_record(entry: PhaseEntry, period: int) -> ScheduleRecord | None:
+    """A `phased` schedule as its phase-index entry tells it (version -1: not read). Its spec
+    is the interval with the same firings — one every period at the phase, between start_at
+    and end_at."""
+    plan = entry.plan
+    if not plan or entry.generation is None or entry.definition is None or entry.group is None:
+        return None
+    cursor, last, config_version, catchup, jitter, start, end = plan
+
+    def iso(value: int | None) -> str | None:
+        return None if value is None else fmt(datetime.fromtimestamp(value / 1000, tz=UTC))
+
+    spec: JSON = {
+        "intervals": [{"every_seconds": period, "offset_seconds": entry.phase}],
+        "jitter_seconds": jitter,
+    }
+    if start is not None:
+        spec["start_at"] = iso(start)
+    if end is not None:
+        spec["end_at"] = iso(end)
+    phase = (period, entry.phase)
+    doc: JSON = {
+        "spec": spec,
+        "state": {},
+        "cursor": iso(cursor),
+        "config_version": config_version,
+        "policies": {"catchup_window_seconds": catchup},
+        "last_nominal": iso(last),
+    }
+    doc["phased"] = phase_signature(doc, phase)
+    return ScheduleRecord(
+        schedule_id=entry.schedule_id,
+        doc=doc,
+        generation=entry.generation,
+        definition=entry.definition,
+        group=entry.group,
+        next_fire_at=None,
+        version=-1,
+        phase=phase,
+        phase_plan=plan,
+    )
 
 
 def phase_signature(doc: JSON, phase: tuple[int, int]) -> str:
