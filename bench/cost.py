@@ -512,16 +512,26 @@ def _run(sim: Simulation, template: dict[str, Any], meter: Meter) -> dict[str, A
     # The idle tick: what a tick costs with nothing due (a fixed cost per minute) — in a table
     # that already holds schedules of the workload's period: the tick reads the phase index's
     # bookkeeping (the periods and their watermarks) whatever is due. A first tick opens the
-    # period's first windows; the measured one has none to read.
+    # period's first windows — an idle window: one query a shard finding nothing, and the
+    # watermarks' move, a fixed cost per window (every horizon − lead) —; the next has none.
     services.schedule_store.add_phase_period(_PERIODS[sim.kind])
+    meter.on, meter.component = True, "ticker"
     with contextlib.redirect_stdout(io.StringIO()):
         ticker_app.lambda_handler({}, ticker_ctx)
-    meter.on, meter.component = True, "ticker"
+    window_tick = list(meter.requests)
+    meter.requests.clear()
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         ticker_app.lambda_handler({}, ticker_ctx)
     idle_tick_s = time.perf_counter() - t
     idle_requests = list(meter.requests)
+    idle_left = Counter(map(_signature, idle_requests))
+    idle_window: list[Request] = []  # what the window tick did beyond an idle tick
+    for r in window_tick:
+        if idle_left[_signature(r)] > 0:
+            idle_left[_signature(r)] -= 1
+        else:
+            idle_window.append(r)
     meter.requests.clear()
     meter.on, meter.component = False, "setup"
 
@@ -632,6 +642,8 @@ def _run(sim: Simulation, template: dict[str, Any], meter: Meter) -> dict[str, A
     return {
         "requests": meter.requests,
         "idle_requests": idle_requests,
+        "idle_window": idle_window,
+        "window_seconds": services.ticker.horizon.total_seconds() - services.ticker.lead.total_seconds(),
         "idle_tick_s": idle_tick_s,
         "ticks": ticks,
         "batches": batches,
@@ -673,6 +685,10 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     # more (a phase window's page of schedules beside the idle read of the watermarks) is work.
     idle = Counter(_signature(r) for r in raw["idle_requests"])
     fixed_left = Counter({k: v * ticks for k, v in idle.items()})
+    # And the requests of an idle phase window (its queries of the period's shards and its
+    # watermark move), once per window of the measured minutes: the window's fixed part.
+    windows = round(ticks * 60 / raw["window_seconds"])
+    fixed_left += Counter({k: v * windows for k, v in Counter(map(_signature, raw["idle_window"])).items()})
     variable: list[Request] = []
     for r in reqs:
         k = _signature(r)
@@ -712,12 +728,18 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     per = {k: {m: v / n for m, v in row.items()} for k, row in sorted(by_op.items())} if n else {}
 
     idle_usage = _usage_of(raw["idle_requests"])
+    window_usage = _usage_of(raw["idle_window"])
     idle_gbs = gb_seconds(raw["idle_tick_s"], memory_t)
     fixed_month = {
         "ticker_invocations": TICKS_PER_MONTH * PRICES["lambda_request"],
         "ticker_idle_gb_seconds": TICKS_PER_MONTH * idle_gbs * PRICES["lambda_gb_second"],
         "ticker_idle_dynamodb_on_demand": TICKS_PER_MONTH
         * (idle_usage.rru * PRICES["ddb_rru"] + idle_usage.wru * PRICES["ddb_wru"]),
+        # one idle window of the period every horizon − lead, all month
+        "ticker_idle_windows_on_demand": TICKS_PER_MONTH
+        * 60
+        / raw["window_seconds"]
+        * (window_usage.rru * PRICES["ddb_rru"] + window_usage.wru * PRICES["ddb_wru"]),
         # 5 pollers long-polling 20 s each (the event source mapping's minimum), all month
         "esm_idle_polls": 5 * 3 * TICKS_PER_MONTH * PRICES["sqs_request"],
     }
