@@ -98,11 +98,13 @@ def _settle(
     return str(record["messageId"])
 
 
-def _process(record: dict[str, Any]) -> tuple[str | None, list[Any]]:
-    """One record, its firings one after another: (message id or None, what was handled)."""
+def _process(record: dict[str, Any]) -> tuple[str | None, list[Any], bool]:
+    """One record, its firings one after another: (message id or None, what was handled,
+    whether every firing was — a batch with one that was not keeps its hold for the sweep)."""
     bodies = _bodies(record)
     results = [_handle(b) for b in bodies]
-    return _settle(record, bodies, results), [h for ok, h in results if ok and h is not None]
+    handled = [h for ok, h in results if ok and h is not None]
+    return _settle(record, bodies, results), handled, all(ok for ok, _ in results)
 
 
 @metrics.log_metrics

@@ -437,7 +437,9 @@ class Chaos:
                     if hold.hold_id is not None:
                         self.count("hold_abandoned")
                 else:
-                    hold.keep = any(end == "failed" for name, end in ends if name == worker.name)
+                    # As the handler: a batch with a firing that failed keeps its hold (the
+                    # record itself may be done: a packed one sends its failed firings again).
+                    hold.keep = any(end != "ok" for name, end in ends if name == worker.name)
                     if hold.keep and hold.hold_id is not None:
                         self.count("hold_kept")
                     scope.__exit__(None, None, None)
@@ -450,7 +452,8 @@ class Chaos:
     def process(self, container: Container, msg: Message, label: str) -> str:
         """One worker container handles one SQS record with the worker handler's own code,
         then deletes the message unless the handler reported it as failed. Answers `ok`,
-        `failed` or `crashed`."""
+        `partial` (a packed record whose failed firings were sent again alone), `failed` or
+        `crashed`."""
         self.faults.seed_thread(label)
         self._tls.services = SimpleNamespace(
             executor=_Recording(self, container.services.executor), queue=container.services.queue
@@ -458,7 +461,7 @@ class Chaos:
         self._tls.message = msg
         self._tls.container = container
         try:
-            failed, handled = self.app._process(msg.record())
+            failed, handled, whole = self.app._process(msg.record())
         except WorkerCrash:
             return "crashed"  # died holding the message: it comes back after the visibility timeout
         if failed is None:
@@ -466,7 +469,9 @@ class Chaos:
             with self.lock:
                 for h in handled:
                     self.outcomes[h.outcome] += 1
-            return "ok"
+                if not whole:
+                    self.outcomes["packed_firings_sent_again"] += 1
+            return "ok" if whole else "partial"
         with self.lock:
             self.outcomes["message_failed"] += 1
         return "failed"

@@ -146,5 +146,5 @@ def test_a_packed_batch_runs_every_firing_once_and_sends_the_failed_ones_again_a
 def test_an_unpacked_record_fails_alone_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     worker = _worker_module()
-    failed, handled = worker._process({"messageId": "x", "body": "not json"})
-    assert failed == "x" and handled == []
+    failed, handled, whole = worker._process({"messageId": "x", "body": "not json"})
+    assert failed == "x" and handled == [] and not whole
