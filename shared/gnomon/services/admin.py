@@ -10,6 +10,7 @@ are bounded by `SCAN_LIMIT` and say so in their answers.
 from __future__ import annotations
 
 import builtins
+import functools
 import heapq
 import json
 import math
@@ -561,6 +562,22 @@ class Bulk:
 # ---------------------------------------------------------------------------------------------
 
 
+def _gather(ids: list[str], page: Callable[..., list[Any]]) -> None:
+    """Add the schedule ids of every page `page(after=…)` answers (index entries) to `ids`;
+    refuse a window past `MAX_UPCOMING_SCHEDULES`."""
+    after = None
+    while True:
+        entries = page(after=after)
+        ids.extend(e.schedule_id for e in entries)
+        if len(ids) > MAX_UPCOMING_SCHEDULES:
+            raise InvalidArgument(
+                "query.to", f"more than {MAX_UPCOMING_SCHEDULES} schedules fire in this window; narrow it"
+            )
+        if len(entries) < SCAN_PAGE:
+            return
+        after = entries[-1]
+
+
 class Upcoming:
     """Every firing due in a window (≤ 24 h) across all schedules, by scheduled time.
 
@@ -679,51 +696,27 @@ class Upcoming:
 
     def _due_records(self, start: datetime, end: datetime) -> Iterator[ScheduleRecord]:
         """The schedules whose next unplanned firing is at or before `end`, through the due
-        index (O(due), never a scan of all schedules)."""
+        index, and the `phased` ones firing in the window, through the phase index (O(due),
+        never a scan of all schedules)."""
         ids: list[str] = []
         for shard in range(self._store.shards):
-            after = None
-            while True:
-                entries = self._store.due(shard, end, limit=SCAN_PAGE, after=after)
-                ids.extend(e.schedule_id for e in entries)
-                if len(ids) > MAX_UPCOMING_SCHEDULES:
-                    raise InvalidArgument(
-                        "query.to",
-                        f"more than {MAX_UPCOMING_SCHEDULES} schedules fire in this window; narrow it",
+            _gather(ids, functools.partial(self._store.due, shard, end, limit=SCAN_PAGE))
+        # A phased schedule's unplanned firings are not in the due index: the phase index has
+        # those firing from the window's start or now, whichever is earlier, less the longest
+        # jitter looked back for (a firing whose nominal time is more than PHASE_LOOKBACK before
+        # now but jittered into the window was enqueued then: the plan log lists it).
+        lower = min(start, self._clock.now()) - PHASE_LOOKBACK
+        for period in sorted(self._store.phase_periods()):
+            for shard in range(self._store.shards):
+                for low, high in phase_ranges(period, lower, end):
+                    _gather(
+                        ids, functools.partial(self._store.phased, period, shard, low, high, limit=SCAN_PAGE)
                     )
-                if len(entries) < SCAN_PAGE:
-                    break
-                after = entries[-1]
-        ids += self._phased_ids(start, end)
         for schedule_id in dict.fromkeys(ids):
             try:
                 yield self._store.get(schedule_id)
             except NotFound:
                 continue  # deleted since
-
-    def _phased_ids(self, start: datetime, end: datetime) -> builtins.list[str]:
-        """The schedules of the phase index with a firing from the window's start or now,
-        whichever is earlier (less the longest jitter looked back for), to `end`: a `phased` schedule's unplanned firings are not in the due
-        index. (A firing whose nominal time is more than `PHASE_LOOKBACK` before now but
-        jittered into the window was enqueued then: the plan log lists it.)"""
-        ids: list[str] = []
-        start = min(start, self._clock.now()) - PHASE_LOOKBACK
-        for period in sorted(self._store.phase_periods()):
-            for shard in range(self._store.shards):
-                for low, high in phase_ranges(period, start, end):
-                    after = None
-                    while True:
-                        entries = self._store.phased(period, shard, low, high, limit=SCAN_PAGE, after=after)
-                        ids.extend(e.schedule_id for e in entries)
-                        if len(ids) > MAX_UPCOMING_SCHEDULES:
-                            raise InvalidArgument(
-                                "query.to",
-                                f"more than {MAX_UPCOMING_SCHEDULES} schedules fire in this window; narrow it",
-                            )
-                        if len(entries) < SCAN_PAGE:
-                            break
-                        after = entries[-1]
-        return ids
 
     def _stream(
         self, rec: ScheduleRecord, start: datetime, end: datetime, cursor: _Firing | None
