@@ -12,6 +12,11 @@ so that a pause does not lose it — or the end of a `pause … until`, runs to 
 (`kick`: trigger_immediately, the head of a backfill), the overlap ledger's watchdog
 (`flight.check_at`, see `gnomon.services.execute`) and the completion check of a schedule
 that deletes itself (`finish_at`).
+
+A schedule firing once every period that divides a day, at a fixed phase, is planned from the
+phase index instead, once the ticker confirmed it `phased` (see "the phase index" below): its
+entry there never moves and carries what planning it needs, so planning it writes and reads
+nothing; its due-index entry then holds only those other instants.
 """
 
 from __future__ import annotations
