@@ -99,7 +99,7 @@ def test_an_hourly_schedule_is_written_once_then_fires_every_hour_from_the_phase
     ticker_reads = 0
     for _ in range(6 * 60 + 1 - 90):
         before = len(reads)
-        p.s.ticker.tick()
+        writes += p.s.ticker.tick().schedules_advanced
         ticker_reads += len(reads) - before
         for _ in range(6):
             p.deliver_due()
