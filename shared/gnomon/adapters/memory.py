@@ -30,7 +30,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -417,30 +417,21 @@ class MemoryScheduleStore:
         check_limit(limit)
         lower = phase_key(after.phase, after.schedule_id) if after is not None else None
         with self._lock:
-            keys = sorted(
-                key
+            matched = sorted(
+                (phase_key(ph[1], sid), sid, ph[1], item)
                 for sid, item in self._items.items()
-                if item.phase is not None
-                and item.phase[0] == period
-                and low <= item.phase[1] <= high
+                if (ph := item.phase) is not None
+                and ph[0] == period
+                and low <= ph[1] <= high
                 and shard_of(sid, self.shards) == shard
-                for key in [phase_key(item.phase[1], sid)]
-                if lower is None or key > lower
-            )
-            out = []
-            for k in keys[:limit]:
-                entry = parse_phase_key(k)
-                item = self._items[entry.schedule_id]
-                out.append(
-                    replace(
-                        entry,
-                        plan=json_copy(item.phase_plan),
-                        generation=item.generation,
-                        definition=item.definition,
-                        group=item.group,
-                    )
+            )  # keys are unique (they end with the id): items are never compared
+            return [
+                PhaseEntry(
+                    sid, phase, json_copy(item.phase_plan), item.generation, item.definition, item.group
                 )
-            return out
+                for key, sid, phase, item in matched
+                if lower is None or key > lower
+            ][:limit]
 
     def phase_periods(self) -> builtins.set[int]:
         with self._lock:

@@ -461,8 +461,8 @@ class Ticker:
         """Send firing messages, each delayed to become visible within the second before its
         scheduled time (SQS delays are whole seconds; the worker waits out the rest). The delay
         is counted from the send, not from the tick's start: a tick's later pages (and slow
-        sends) would otherwise deliver late by the time the tick had spent. With `pack_firings`,
-        the firings that become visible in the same second share messages (`pack_firings`)."""
+        sends) would otherwise deliver late by the time the tick had spent. With packing on, the
+        firings that become visible in the same second share messages (`pack_firings`)."""
         now = self._clock.now()
         timed = [_timed(m, now) for m in messages]
         self._queue.send(pack_firings(timed) if self._pack else timed)
